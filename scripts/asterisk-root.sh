@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Provides a real Asterisk for the tests: a Debian sid root (Debian stable carries no Asterisk, sid
+# carries the 22 LTS series) made with debootstrap outside the repository, plus a wrapper at the
+# root's top that runs the root's asterisk on this host through the root's own dynamic loader, so
+# Asterisk sees the host's files (temporary config dirs, our minivm-send) while using its own libraries.
+#
+# Usage: scripts/asterisk-root.sh [ROOT]    (default: $PRIVATEDIAL_ASTERISK_ROOT or ~/.cache/privatedial/asterisk-sid)
+# Prints the wrapper's path on stdout as its last line; set ASTERISK_BIN to it.
+# Reuses an existing root. Exits non-zero with a reason when the root can't be made.
+set -euo pipefail
+
+root=${1:-${PRIVATEDIAL_ASTERISK_ROOT:-${HOME:-/root}/.cache/privatedial/asterisk-sid}}
+packages=asterisk,asterisk-modules,asterisk-core-sounds-en-gsm,ca-certificates
+wrapper="$root/asterisk"
+
+log() { printf 'asterisk-root: %s\n' "$*" >&2; }
+
+if [ -x "$wrapper" ] && [ -e "$root/.complete" ]; then
+  log "reusing $root ($("$wrapper" -V 2>/dev/null || echo 'version unknown'))"
+  printf '%s\n' "$wrapper"
+  exit 0
+fi
+
+[ "$(id -u)" = 0 ] || { log "debootstrap needs root; not making $root"; exit 2; }
+command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 2; }
+
+# The mirror is the one this machine's apt already uses, so the repository names none.
+mirror=$(
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+  } | grep -v -e security -e '^$' | grep -m1 -i debian || true
+)
+[ -n "$mirror" ] || { log "no Debian mirror found in /etc/apt sources"; exit 2; }
+
+arch=$(dpkg --print-architecture)
+tmp="$root.tmp.$$"
+rm -rf "$tmp"
+mkdir -p "$(dirname "$root")"
+log "debootstrap sid ($arch) from the machine's Debian mirror into $tmp"
+if ! debootstrap --variant=minbase --arch="$arch" --include="$packages" sid "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+  tail -n 20 "$tmp.log" >&2
+  log "debootstrap failed; log at $tmp.log"
+  exit 1
+fi
+rm -f "$tmp.log"
+
+# Asterisk's packaged config is not ours; the tests always pass -C with their own.
+loader=$(cd "$tmp" && for f in lib64/ld-linux-*.so.* lib/ld-linux-*.so.*; do [ -e "$f" ] && { echo "$f"; break; }; done)
+[ -n "$loader" ] || { log "no dynamic loader found in $tmp"; exit 1; }
+multiarch=$(basename "$(dirname "$(dirname "$(echo "$tmp"/usr/lib/*/asterisk/modules)")")")
+
+cat >"$tmp/asterisk" <<WRAP
+#!/bin/sh
+# Runs this root's Asterisk on the host. Modules and sounds are found by the test harness at
+# \$root/usr/lib/$multiarch/asterisk/modules and \$root/usr/share/asterisk.
+root=\$(dirname "\$(readlink -f "\$0")")
+exec "\$root/$loader" --library-path "\$root/lib/$multiarch:\$root/usr/lib/$multiarch:\$root/usr/lib/$multiarch/asterisk" "\$root/usr/sbin/asterisk" "\$@"
+WRAP
+chmod 755 "$tmp/asterisk"
+touch "$tmp/.complete"
+rm -rf "$root"
+mv "$tmp" "$root"
+log "ready: $("$wrapper" -V)"
+printf '%s\n' "$wrapper"
