@@ -1,0 +1,45 @@
+// Reading a config dir's .conf files from disk; parsing and editing stay in conf.ts.
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, join } from 'node:path'
+import { directives, parseConf, type ConfDoc } from './conf.ts'
+
+/** Asterisk resolves a relative #include against its config dir, not the including file. */
+export function includePath(confDir: string, target: string): string {
+  return isAbsolute(target) ? target : join(confDir, target)
+}
+
+export async function readConf(confDir: string, name: string): Promise<ConfDoc | undefined> {
+  const path = includePath(confDir, name)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  return parseConf(text, name)
+}
+
+export interface ConfTree {
+  /** The file and everything it includes, in the order Asterisk reads them. */
+  docs: ConfDoc[]
+  /** `#include` targets that don't exist, as file:line problems. */
+  missing: string[]
+}
+
+/** A file with its #include / #tryinclude files (#exec is left alone: it runs programs). */
+export async function readConfTree(confDir: string, name: string, seen: string[] = []): Promise<ConfTree> {
+  const tree: ConfTree = { docs: [], missing: [] }
+  if (seen.includes(name)) return tree
+  const doc = await readConf(confDir, name)
+  if (!doc) return tree
+  tree.docs.push(doc)
+  for (const d of directives(doc)) {
+    if (d.kind === 'exec') continue
+    const sub = await readConfTree(confDir, d.target, [...seen, name])
+    if (!sub.docs.length && d.kind === 'include') tree.missing.push(`${doc.file}:${d.line}: #include target \`${d.target}\` does not exist in ${confDir}`)
+    tree.docs.push(...sub.docs)
+    tree.missing.push(...sub.missing)
+  }
+  return tree
+}
