@@ -4,11 +4,15 @@
 # root's top that runs the root's asterisk on this host through the root's own dynamic loader, so
 # Asterisk sees the host's files (temporary config dirs, our minivm-send) while using its own libraries.
 #
-# Usage: scripts/asterisk-root.sh [ROOT]    (default: $PRIVATEDIAL_ASTERISK_ROOT or ~/.cache/privatedial/asterisk-sid)
-# Prints the wrapper's path on stdout as its last line; set ASTERISK_BIN to it.
-# Reuses an existing root. Exits non-zero with a reason when the root can't be made.
+# Usage: scripts/asterisk-root.sh [--find] [ROOT]
+#   ROOT defaults to $PRIVATEDIAL_ASTERISK_ROOT or ~/.cache/privatedial/asterisk-sid.
+#   Prints the wrapper's path on stdout as its last line; set ASTERISK_BIN to it.
+#   Reuses an existing root. --find only reports an existing one (exit 1 if there is none).
+#   Exits non-zero with a reason when the root can't be made.
 set -euo pipefail
 
+find_only=
+if [ "${1:-}" = --find ]; then find_only=1; shift; fi
 root=${1:-${PRIVATEDIAL_ASTERISK_ROOT:-${HOME:-/root}/.cache/privatedial/asterisk-sid}}
 packages=asterisk,asterisk-modules,asterisk-core-sounds-en-gsm,ca-certificates
 wrapper="$root/asterisk"
@@ -20,6 +24,7 @@ if [ -x "$wrapper" ] && [ -e "$root/.complete" ]; then
   printf '%s\n' "$wrapper"
   exit 0
 fi
+[ -z "$find_only" ] || { log "no Asterisk root at $root (make one: scripts/asterisk-root.sh)"; exit 1; }
 
 [ "$(id -u)" = 0 ] || { log "debootstrap needs root; not making $root"; exit 2; }
 command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 2; }

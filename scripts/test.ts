@@ -1,0 +1,62 @@
+// `npm test`: type check, then tap, ending with one plain summary line that any CI can read:
+// "tests: N passed, N failed, N skipped" (leaf assertions; a skipped subtest or file counts once,
+// and its reason is listed, so a skip is never mistaken for a pass).
+import { execFileSync, spawn } from 'node:child_process'
+import { Parser, type Result } from 'tap-parser'
+
+const bin = (name: string) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname
+
+function run(cmd: string, args: string[], onOut?: (chunk: Buffer) => void): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['inherit', onOut ? 'pipe' : 'inherit', 'inherit'] })
+    child.stdout?.on('data', (c: Buffer) => {
+      process.stdout.write(c)
+      onOut?.(c)
+    })
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)))
+  })
+}
+
+const tsc = await run(bin('tsc'), ['--noEmit'])
+if (tsc !== 0) {
+  console.log('typecheck: failed (tsc --noEmit)')
+  process.exit(tsc)
+}
+console.log('typecheck: ok (tsc --noEmit)')
+
+// The real-Asterisk tests find Asterisk through ASTERISK_BIN; default to the root test:setup made.
+if (!process.env.ASTERISK_BIN) {
+  try {
+    const script = new URL('./asterisk-root.sh', import.meta.url).pathname
+    process.env.ASTERISK_BIN = execFileSync(script, ['--find'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)
+  } catch {
+    console.log('asterisk: none found; the real-Asterisk tests will say skipped (npm run test:setup makes one)')
+  }
+}
+if (process.env.ASTERISK_BIN) console.log(`asterisk: ASTERISK_BIN=${process.env.ASTERISK_BIN}`)
+
+const counts = { passed: 0, failed: 0, skipped: 0 }
+const skips: string[] = []
+function watch(p: Parser, path: string[]): void {
+  const children = new Set<string>()
+  p.on('child', (c: Parser) => {
+    children.add(c.name)
+    watch(c, [...path, c.name])
+  })
+  p.on('assert', (r: Result) => {
+    const where = [...path, r.name].filter(Boolean).join(' > ')
+    if (r.skip || r.todo) {
+      counts.skipped++
+      skips.push(`${where}: ${typeof r.skip === 'string' ? r.skip : typeof r.todo === 'string' ? `todo ${r.todo}` : 'skipped'}`)
+    } else if (children.has(r.name)) return
+    else if (r.ok) counts.passed++
+    else counts.failed++
+  })
+}
+const parser = new Parser()
+watch(parser, [])
+const code = await run(bin('tap'), ['--reporter=tap', ...process.argv.slice(2)], (c) => parser.write(c))
+parser.end()
+for (const s of skips) console.log(`skipped: ${s}`)
+console.log(`tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
+process.exit(code !== 0 ? code : counts.failed ? 1 : 0)

@@ -1,0 +1,63 @@
+// `privatedial check`: what Asterisk would reject or silently ignore in a config dir, as file:line
+// problems, before Asterisk reads it.
+import { readdir } from 'node:fs/promises'
+import { directives, sections, type ConfDoc } from './conf.ts'
+import { readConf, readConfTree } from './conf-files.ts'
+import { ConfSyntaxError } from './errors.ts'
+
+/** Templates must exist, and Asterisk only finds ones defined above the section that names them. */
+export function templateProblems(docs: ConfDoc[]): string[] {
+  const problems: string[] = []
+  const seen = new Map<string, boolean>()
+  const defined = new Set(docs.flatMap(sections).map((s) => s.name))
+  for (const doc of docs) {
+    for (const s of sections(doc)) {
+      for (const t of s.templates) {
+        if (!defined.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is not defined`)
+        else if (!seen.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is defined only further down; define it above`)
+      }
+      seen.set(s.name, true)
+    }
+  }
+  return problems
+}
+
+/** Files no other file includes: the ones Asterisk's modules open themselves. */
+function roots(docs: Map<string, ConfDoc>): string[] {
+  const included = new Set([...docs.values()].flatMap((d) => directives(d).map((x) => x.target)))
+  return [...docs.keys()].filter((f) => !included.has(f)).sort()
+}
+
+export interface CheckResult {
+  problems: string[]
+  files: number
+}
+
+export async function checkConfDir(confDir: string, extra: (trees: Map<string, ConfDoc[]>) => string[] = () => []): Promise<CheckResult> {
+  const problems: string[] = []
+  const docs = new Map<string, ConfDoc>()
+  let names: string[]
+  try {
+    names = (await readdir(confDir)).filter((f) => f.endsWith('.conf')).sort()
+  } catch (err) {
+    return { problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`], files: 0 }
+  }
+  for (const name of names) {
+    try {
+      const doc = await readConf(confDir, name)
+      if (doc) docs.set(name, doc)
+    } catch (err) {
+      if (err instanceof ConfSyntaxError) problems.push(err.message)
+      else throw err
+    }
+  }
+  if (problems.length) return { problems, files: names.length }
+  const trees = new Map<string, ConfDoc[]>()
+  for (const root of roots(docs)) {
+    const tree = await readConfTree(confDir, root)
+    problems.push(...tree.missing, ...templateProblems(tree.docs))
+    trees.set(root, tree.docs)
+  }
+  problems.push(...extra(trees))
+  return { problems, files: names.length }
+}

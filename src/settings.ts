@@ -1,0 +1,206 @@
+// The environment variables PrivateDial reads: one table drives parsing, validation, `--help`, the
+// README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
+import { isIP } from 'node:net'
+
+export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS'
+
+export interface Setting {
+  name: string
+  group: Group
+  doc: string
+  /** Shown in docs; where it is a file's value, the file keeps what the user wrote while unset. */
+  default: string
+  /** Human description of what is allowed, used in error messages. */
+  allowed: string
+  /** Returns the normalised value, or a reason it is not allowed. */
+  parse: (raw: string) => { ok: string } | { error: string }
+  /** Also readable from NAME_FILE; never logged or printed. */
+  secret?: boolean
+  /** Older names still accepted (the seed spells COUNTRY_CODE as CONTRY_CODE). */
+  aliases?: string[]
+  /** Where `apply` writes it, for docs; apply.ts holds the edit itself. */
+  writes?: string
+}
+
+type Parse = Setting['parse']
+
+const ok = (v: string) => ({ ok: v })
+const bad = (why: string) => ({ error: why })
+
+const port: Parse = (raw) => {
+  if (!/^\d{1,5}$/.test(raw)) return bad('not a number')
+  const n = Number(raw)
+  return n >= 1 && n <= 65535 ? ok(String(n)) : bad('out of range')
+}
+
+const hostLabel = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i
+export function isHostname(s: string): boolean {
+  if (s.length > 253) return false
+  const labels = s.replace(/\.$/, '').split('.')
+  return labels.every((l) => hostLabel.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '')
+}
+
+const host: Parse = (raw) => (isIP(raw) || isHostname(raw) ? ok(raw.toLowerCase()) : bad('not a host name or IP address'))
+const hostname: Parse = (raw) => (isHostname(raw) ? ok(raw.toLowerCase()) : bad('not a host name'))
+
+function cidr(s: string): string | undefined {
+  const [addr = '', prefix, ...rest] = s.split('/')
+  const family = isIP(addr)
+  if (!family || rest.length) return undefined
+  if (prefix === undefined) return addr
+  const max = family === 4 ? 32 : 128
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) return undefined
+  return `${addr}/${Number(prefix)}`
+}
+
+const cidrList: Parse = (raw) => {
+  const items = raw.split(/[\s,]+/).filter(Boolean)
+  if (!items.length) return bad('empty list')
+  const out: string[] = []
+  for (const item of items) {
+    const c = cidr(item)
+    if (!c) return bad(`\`${item}\` is not an address or address/prefix`)
+    out.push(c)
+  }
+  return ok(out.join(','))
+}
+
+const oneOf = (...values: string[]): Parse => (raw) => {
+  const v = raw.toLowerCase()
+  return values.includes(v) ? ok(v) : bad('not one of the allowed values')
+}
+
+const intRange = (min: number, max: number): Parse => (raw) => {
+  if (!/^\d+$/.test(raw)) return bad('not a whole number')
+  const n = Number(raw)
+  return n >= min && n <= max ? ok(String(n)) : bad('out of range')
+}
+
+/** One line of printable text: it ends up in config files and command lines. */
+const text: Parse = (raw) => (/^[^\x00-\x1f\x7f]+$/.test(raw) ? ok(raw) : bad('empty or contains control characters (newline, tab, ...)'))
+
+const email: Parse = (raw) => (/^[^\s@<>;,"'`\\]+@[^\s@<>;,"'`\\]+\.[^\s@<>;,"'`\\]+$/.test(raw) ? ok(raw) : bad('not an e-mail address'))
+
+const path: Parse = (raw) => (raw.startsWith('/') && !/[\x00-\x1f]/.test(raw) ? ok(raw) : bad('not an absolute path'))
+
+const pathList: Parse = (raw) => {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const p of items) if (!('ok' in path(p))) return bad(`\`${p}\` is not an absolute path`)
+  return ok(items.join(','))
+}
+
+const timezone: Parse = (raw) => (/^[A-Za-z0-9_+\-]+(\/[A-Za-z0-9_+\-]+)*$/.test(raw) && !raw.includes('..') ? ok(raw) : bad('not a time zone name'))
+
+const word: Parse = (raw) => (/^[A-Za-z0-9_.@+\-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
+
+export const SETTINGS: readonly Setting[] = [
+  { name: 'SIP_DOMAIN', group: 'SIP', doc: 'SIP domain of the PBX', default: 'file value', allowed: 'a host name', parse: hostname, writes: 'pjsip_transport.conf [t_wan] domain' },
+  { name: 'SIP_EXTERNAL_HOST', group: 'SIP', doc: 'Public host name or IP phones reach the PBX at (NAT); also the TLS certificate name', default: 'file value', allowed: 'a host name or IP address', parse: host, writes: 'pjsip_transport.conf [t_wan] external_signaling_address, external_media_address' },
+  { name: 'SIP_LOCAL_NET', group: 'SIP', doc: 'Networks that are local (not NATed), comma or space separated', default: 'file value', allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8', parse: cidrList, writes: 'pjsip_transport.conf [t_wan] local_net (one line each)' },
+  { name: 'SIP_PORT', group: 'SIP', doc: 'SIP port for UDP and TCP', default: '5060', allowed: 'a port number 1-65535', parse: port, writes: 'pjsip_transport.conf [t_wan] bind port' },
+  { name: 'SIP_TLS_PORT', group: 'SIP', doc: 'SIP port for TLS', default: '5061', allowed: 'a port number 1-65535', parse: port, writes: 'pjsip_transport.conf [tls] bind port' },
+  { name: 'RTP_PORT_MIN', group: 'Media', doc: 'First UDP port for media (RTP)', default: '10000', allowed: 'a port number 1-65535, not above RTP_PORT_MAX', parse: port, writes: 'rtp.conf [general] rtpstart' },
+  { name: 'RTP_PORT_MAX', group: 'Media', doc: 'Last UDP port for media (RTP)', default: '10099', allowed: 'a port number 1-65535, not below RTP_PORT_MIN', parse: port, writes: 'rtp.conf [general] rtpend' },
+  { name: 'COUNTRY_CODE', aliases: ['CONTRY_CODE'], group: 'Dial plan', doc: 'Country calling code used to turn national numbers (0...) into +E.164', default: 'file value', allowed: '1 to 3 digits, without + or 00', parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')), writes: 'extensions_local.conf [globals] CONTRY_CODE' },
+  { name: 'SMTP_HOST', group: 'Voicemail mail', doc: 'Mail server voicemail e-mails are sent through', default: 'file value', allowed: 'a host name or IP address', parse: host, writes: 'minivm.conf [general] mailcmd -H' },
+  { name: 'SMTP_PORT', group: 'Voicemail mail', doc: 'Mail server port', default: 'by security: 587, 465 or 25', allowed: 'a port number 1-65535', parse: port, writes: 'minivm.conf [general] mailcmd -H' },
+  { name: 'SMTP_SECURITY', group: 'Voicemail mail', doc: 'How the mail connection is secured', default: 'file value', allowed: 'starttls, tls or none', parse: oneOf('starttls', 'tls', 'none'), writes: 'minivm.conf [general] mailcmd -P' },
+  { name: 'SMTP_USER', group: 'Voicemail mail', doc: 'Mail server user name', default: 'file value', allowed: 'one line of text', parse: text, writes: 'minivm.conf [general] mailcmd -u' },
+  { name: 'SMTP_PASSWORD', group: 'Voicemail mail', secret: true, doc: 'Mail server password; minivm-send reads it from the environment, so it is never written to minivm.conf (a -p there is removed)', default: 'none', allowed: 'one line of text', parse: text, writes: 'nothing (removes mailcmd -p)' },
+  { name: 'SMTP_FROM', group: 'Voicemail mail', doc: 'Sender address of voicemail e-mails', default: 'file value', allowed: 'an e-mail address', parse: email, writes: 'minivm.conf [general] mailcmd -f, serveremail' },
+  { name: 'TLS_CERT_FILE', group: 'TLS', doc: 'Certificate (PEM, full chain) the TLS transport serves', default: '/etc/ssl/asterisk/cert.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] cert_file' },
+  { name: 'TLS_KEY_FILE', group: 'TLS', doc: 'Private key (PEM) of the certificate', default: '/etc/ssl/asterisk/priv_key.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] priv_key_file' },
+  { name: 'ASTERISK_CONF_DIR', group: 'Runtime', doc: 'Directory holding the Asterisk configuration', default: '/etc/asterisk', allowed: 'an absolute path', parse: path },
+  { name: 'ASTERISK_BIN', group: 'Runtime', doc: 'Asterisk executable', default: 'asterisk (on PATH)', allowed: 'a command name or absolute path', parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')) },
+  { name: 'LOG_LEVEL', group: 'Runtime', doc: 'Least severe log level printed', default: 'info', allowed: 'debug, info, warn or error', parse: oneOf('debug', 'info', 'warn', 'error') },
+  { name: 'TZ', group: 'Runtime', doc: 'Time zone for logs, voicemail time stamps and e-mails', default: 'UTC', allowed: 'a zone name like Europe/Stockholm', parse: timezone },
+  { name: 'STOP_GRACE_SECONDS', group: 'Runtime', doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard', default: '8', allowed: 'a whole number 0-3600', parse: intRange(0, 3600) },
+  { name: 'WATCH_FILES', group: 'Runtime', doc: 'More config files to watch and reload on change, besides pjsip_endpoint.conf', default: 'none', allowed: 'comma separated absolute paths', parse: pathList },
+  { name: 'ASTERISK_USER', group: 'Runtime', doc: 'User Asterisk runs as when started as root', default: 'asterisk', allowed: 'a user name', parse: word },
+]
+
+export interface Value {
+  value: string
+  /** Where it came from, for the log: the variable's name, NAME_FILE, or an alias. */
+  source: string
+  secret: boolean
+}
+
+export type Settings = ReadonlyMap<string, Value>
+
+export const MASK = '********'
+
+export function display(name: string, settings: Settings): string {
+  const v = settings.get(name)
+  return v === undefined ? '' : v.secret ? MASK : v.value
+}
+
+export interface ReadEnvDeps {
+  readFile: (path: string) => string
+}
+
+/**
+ * Validate the environment against the table. Returns every problem at once, one line each,
+ * naming the variable, the value received (masked if secret) and what is allowed.
+ */
+export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { settings: Settings; problems: string[] } {
+  const settings = new Map<string, Value>()
+  const problems: string[] = []
+  for (const s of SETTINGS) {
+    const names = [s.name, ...(s.aliases ?? [])]
+    const present = names.filter((n) => env[n] !== undefined && env[n] !== '')
+    const fileVar = `${s.name}_FILE`
+    const fromFile = s.secret && env[fileVar] ? env[fileVar] : undefined
+    if (present.length > 1) {
+      const vals = present.map((n) => `${n}=\`${s.secret ? MASK : env[n]}\``).join(' and ')
+      if (new Set(present.map((n) => env[n])).size > 1) {
+        problems.push(`${present.join(' and ')} are both set and differ (${vals}); set only ${s.name}`)
+        continue
+      }
+    }
+    if (present.length && fromFile !== undefined) {
+      problems.push(`${present[0]} and ${fileVar} are both set; set only one`)
+      continue
+    }
+    let raw: string | undefined
+    let source: string
+    if (fromFile !== undefined) {
+      source = fileVar
+      try {
+        // Secret files end with the newline editors add; it is not part of the secret.
+        raw = deps.readFile(fromFile).replace(/\r?\n$/, '')
+      } catch (err) {
+        problems.push(`${fileVar} names \`${fromFile}\`, which can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+        continue
+      }
+    } else if (present.length) {
+      source = present[0]!
+      raw = env[source]!
+    } else continue
+    const shown = s.secret ? MASK : raw
+    const r = s.parse(raw)
+    if ('error' in r) {
+      problems.push(`${source} must be ${s.allowed}, got \`${shown}\` (${r.error})`)
+      continue
+    }
+    settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
+  }
+  return { settings, problems }
+}
+
+export function settingByName(name: string): Setting {
+  const s = SETTINGS.find((x) => x.name === name)
+  if (!s) throw new Error(`internal: no setting named ${name}`)
+  return s
+}
+
+/** The README's env table, from the catalogue. */
+export function envTable(): string {
+  const rows = SETTINGS.map((s) => {
+    const names = [s.name, ...(s.aliases ?? []).map((a) => `${a} (old name)`)]
+    if (s.secret) names.push(`${s.name}_FILE`)
+    const cell = (x: string) => x.replace(/\|/g, '\\|')
+    return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writes ?? 'runtime only')} |`
+  })
+  return ['| variable | meaning | default | allowed | written to |', '| --- | --- | --- | --- | --- |', ...rows].join('\n')
+}
