@@ -1,0 +1,122 @@
+// Keeps Asterisk running: restarts it after a crash with backoff, gives up on a crash loop, and
+// stops it gracefully on request (drain, then hard stop after a deadline, then kill).
+import type { Child, Exit } from './asterisk.ts'
+import type { Logger } from './log.ts'
+import { DEFAULT_POLICY, onCrash, type CrashHistory, type RestartPolicy } from './restart-policy.ts'
+
+export interface SuperviseDeps {
+  start(): Child
+  /** Resolves when the child is fully booted; rejects if it can't tell. */
+  waitReady(child: Child): Promise<void>
+  /** Refuse new calls and let calls in progress finish (`core stop gracefully`). */
+  drain(): Promise<void>
+  /** Stop at once, hanging up calls (`core stop now`). */
+  stopNow(): Promise<void>
+  log: Logger
+  graceMs: number
+  /** After a hard stop, how long before SIGKILL. */
+  killAfterMs?: number
+  policy?: RestartPolicy
+  now?: () => number
+  onReady?: (child: Child, bootMs: number) => void
+}
+
+export interface Supervisor {
+  /** Stop Asterisk and end supervision; resolves when no child is left. */
+  stop(reason: string): Promise<void>
+  /** The exit code for `run`: 0 after a requested stop, non-zero after a crash loop. */
+  done: Promise<number>
+  current(): Child | undefined
+}
+
+const describe = (e: Exit) => (e.signal ? `signal ${e.signal}` : `code ${e.code}`)
+
+function timeout(ms: number): { promise: Promise<'timeout'>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined
+  const promise = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)))
+  return { promise, cancel: () => clearTimeout(timer) }
+}
+
+export function supervise(deps: SuperviseDeps): Supervisor {
+  const now = deps.now ?? Date.now
+  const policy = deps.policy ?? DEFAULT_POLICY
+  const log = deps.log
+  let child: Child | undefined
+  let stopping: Promise<void> | undefined
+  let wakeStop: (() => void) | undefined
+  const stopRequested = new Promise<void>((r) => (wakeStop = r))
+
+  async function stopChild(c: Child, reason: string): Promise<void> {
+    const t0 = now()
+    log.info(`stopping Asterisk (${reason}): new calls refused, calls in progress have ${deps.graceMs / 1000} s`)
+    await deps.drain().catch((err: Error) => log.warn(`graceful stop request failed: ${err.message}`))
+    const grace = timeout(deps.graceMs)
+    let r = await Promise.race([c.exited, grace.promise])
+    grace.cancel()
+    if (r === 'timeout') {
+      log.warn(`calls still up after ${deps.graceMs / 1000} s; stopping Asterisk now`)
+      await deps.stopNow().catch((err: Error) => log.warn(`hard stop request failed: ${err.message}`))
+      const kill = timeout(deps.killAfterMs ?? 1500)
+      r = await Promise.race([c.exited, kill.promise])
+      kill.cancel()
+      if (r === 'timeout') {
+        log.warn('Asterisk did not stop; killing it')
+        c.kill('SIGKILL')
+        r = await c.exited
+      }
+    }
+    log.info(`Asterisk stopped (${describe(r)}) after ${now() - t0} ms`)
+  }
+
+  async function loop(): Promise<number> {
+    let history: CrashHistory = { crashes: [], streak: 0 }
+    for (;;) {
+      const startedAt = now()
+      const c = deps.start()
+      child = c
+      log.info('Asterisk started', { pid: c.pid })
+      let alive = true
+      void c.exited.then(() => (alive = false))
+      deps
+        .waitReady(c)
+        .then(() => {
+          const bootMs = now() - startedAt
+          log.info(`Asterisk fully booted in ${bootMs} ms`, { pid: c.pid })
+          deps.onReady?.(c, bootMs)
+        })
+        .catch((err: Error) => alive && log.warn(`could not confirm Asterisk booted: ${err.message}`))
+      const first = await Promise.race([c.exited, stopRequested.then(() => 'stop' as const)])
+      if (first === 'stop') {
+        await stopping
+        return 0
+      }
+      child = undefined
+      const uptime = now() - startedAt
+      const d = onCrash(history, now(), uptime, policy)
+      history = d.history
+      if (d.action === 'give-up') {
+        log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; giving up: ${d.reason}`)
+        return first.code || 1
+      }
+      log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; restarting in ${d.delayMs} ms`)
+      const wait = timeout(d.delayMs)
+      const woke = await Promise.race([wait.promise, stopRequested.then(() => 'stop' as const)])
+      wait.cancel()
+      if (woke === 'stop') return 0
+    }
+  }
+
+  const done = loop()
+  return {
+    done,
+    current: () => child,
+    stop(reason: string) {
+      if (!stopping) {
+        const c = child
+        stopping = c ? stopChild(c, reason) : Promise.resolve()
+        wakeStop?.()
+      }
+      return stopping.then(() => done).then(() => undefined)
+    },
+  }
+}
