@@ -23,6 +23,14 @@ export interface Context {
 }
 
 const COMMANDS: Record<string, Command> = {
+  run: {
+    summary: 'the container\'s main process: seed, apply, check, start and supervise Asterisk, reload on change',
+    usage: 'privatedial run',
+    async run(ctx) {
+      const { run } = await import('./run.ts')
+      return run({ settings: ctx.settings, confDir: ctx.confDir, log: ctx.log })
+    },
+  },
   apply: {
     summary: 'write the environment variables into the config files',
     usage: 'privatedial apply [--dry-run]',
@@ -45,6 +53,16 @@ const COMMANDS: Record<string, Command> = {
       if (problems.length) throw new ConfigError(problems)
       ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files })
       return EXIT.ok
+    },
+  },
+  health: {
+    summary: 'exit 0 when Asterisk answers and all its PJSIP transports are up (the image\'s HEALTHCHECK)',
+    usage: 'privatedial health',
+    async run(ctx) {
+      const { health } = await import('./health.ts')
+      const r = await health({ bin: ctx.settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir: ctx.confDir })
+      ctx.out(`${r.ok ? 'healthy' : 'unhealthy'}: ${r.detail}\n`)
+      return r.ok ? EXIT.ok : EXIT.failure
     },
   },
 }

@@ -1,0 +1,134 @@
+// `privatedial run`: the container's main process under tini. Start-up is a few named phases;
+// after them it supervises Asterisk and reacts to signals and config changes until stopped.
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { applyToDir } from './apply.ts'
+import { rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
+import { checkConfDir } from './check.ts'
+import { ConfigError } from './errors.ts'
+import type { Logger } from './log.ts'
+import { reloadChanged } from './reload.ts'
+import { seed } from './seed.ts'
+import type { Settings } from './settings.ts'
+import { supervise, type Supervisor } from './supervise.ts'
+import { watchFiles, type Watcher } from './watch.ts'
+
+export interface RunOptions {
+  settings: Settings
+  confDir: string
+  log: Logger
+  /** Signals are delivered through this, so tests can drive a run in-process. */
+  signals?: NodeJS.EventEmitter
+  uid?: number
+}
+
+/** Who Asterisk runs as: dropping root is the default; `root` keeps it (tests, special set-ups). */
+export function asteriskUser(settings: Settings, uid: number): string | undefined {
+  if (uid !== 0) return undefined
+  const user = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
+  if (user === 'root') return undefined
+  try {
+    execFileSync('id', ['-u', user], { stdio: 'ignore' })
+  } catch {
+    throw new ConfigError([`ASTERISK_USER names \`${user}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
+  }
+  return user
+}
+
+export async function run(opts: RunOptions): Promise<number> {
+  const t0 = Date.now()
+  const { settings, confDir } = opts
+  const log = opts.log
+  const signals = opts.signals ?? process
+  const target: AsteriskTarget = { bin: settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir }
+  const phase = (name: string) => log.child(name)
+
+  // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
+  // will read). A config error stops here, before anything runs.
+  await seed({ confDir, log: phase('seed') })
+  await applyToDir({ confDir, settings, log: phase('apply') })
+  const { problems, files } = await checkConfDir(confDir)
+  if (problems.length) throw new ConfigError(problems)
+  phase('check').info(`config dir ${confDir} is valid`, { files })
+  const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
+
+  const astLog = log.child('asterisk')
+  const supervisor: Supervisor = supervise({
+    start: () =>
+      spawnAsterisk(target, {
+        user,
+        onLine: (line) => {
+          if (/\bERROR\[/.test(line)) astLog.error(line)
+          else if (/\bWARNING\[/.test(line)) astLog.warn(line)
+          else astLog.info(line)
+        },
+      }),
+    waitReady: (c) => {
+      let alive = true
+      void c.exited.then(() => (alive = false))
+      return waitFullyBooted(target, () => alive)
+    },
+    drain: () => rx(target, 'core stop gracefully').then(() => undefined),
+    stopNow: () => rx(target, 'core stop now').then(() => undefined),
+    log: phase('supervise'),
+    graceMs: Number(settings.get('STOP_GRACE_SECONDS')?.value ?? 8) * 1000,
+    onReady: () => log.info(`PrivateDial ready ${Date.now() - t0} ms after start`),
+  })
+
+  const watched = [join(confDir, 'pjsip_endpoint.conf'), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])]
+  const reloadLog = phase('reload')
+  const watcher: Watcher = watchFiles({
+    files: watched,
+    log: phase('watch'),
+    onChange: async (changed) => {
+      if (!supervisor.current()) {
+        reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
+        return
+      }
+      await reloadChanged(changed, {
+        check: async () => (await checkConfDir(confDir)).problems,
+        rx: (c) => rx(target, c),
+        log: reloadLog,
+      })
+    },
+  })
+
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info(`received ${signal}; shutting down`)
+    void watcher.close().then(() => supervisor.stop(signal))
+  }
+  const hup = () => {
+    log.info('received SIGHUP; applying the environment again and reloading Asterisk')
+    void (async () => {
+      try {
+        await applyToDir({ confDir, settings, log: phase('apply') })
+        const { problems } = await checkConfDir(confDir)
+        if (problems.length) {
+          for (const p of problems) reloadLog.error(p)
+          reloadLog.error('not reloading: Asterisk keeps its current configuration')
+          return
+        }
+        await rx(target, 'core reload')
+        reloadLog.info('reloaded Asterisk (core reload)')
+      } catch (err) {
+        reloadLog.error(`SIGHUP reload failed: ${(err as Error).message}`)
+      }
+    })()
+  }
+  const onTerm = () => stop('SIGTERM')
+  const onInt = () => stop('SIGINT')
+  signals.on('SIGTERM', onTerm)
+  signals.on('SIGINT', onInt)
+  signals.on('SIGHUP', hup)
+
+  const code = await supervisor.done
+  signals.off('SIGTERM', onTerm)
+  signals.off('SIGINT', onInt)
+  signals.off('SIGHUP', hup)
+  await watcher.close()
+  log.info(`exiting with code ${code}`)
+  return code
+}
