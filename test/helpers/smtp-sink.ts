@@ -1,0 +1,103 @@
+// A real SMTP server on 127.0.0.1 that keeps every message it accepts, for tests of mail senders.
+import { readFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { SMTPServer } from 'smtp-server'
+
+export interface Received {
+  from: string
+  to: string[]
+  /** MAIL FROM parameters, upper-case keys, e.g. BODY=8BITMIME. */
+  mailFromArgs: Record<string, unknown>
+  data: Buffer
+  secure: boolean
+  user?: string
+}
+
+export interface SinkOptions {
+  /** none: no STARTTLS offered; starttls: offered; implicit: TLS from the first byte. */
+  tls: 'none' | 'starttls' | 'implicit'
+  cert?: { key: Buffer; cert: Buffer }
+  /** Accounts that may log in; without it, login is neither offered nor required. */
+  users?: Record<string, string>
+  port?: number
+  /** Refuse every message with this reply, at RCPT TO or after DATA. */
+  refuse?: { at: 'rcpt' | 'data'; code: number; text: string }
+}
+
+export interface Sink {
+  port: number
+  received: Received[]
+  /** Every login attempt, with the password the client sent. */
+  logins: Array<{ user: string; password: string }>
+  close(): Promise<void>
+}
+
+function reply(code: number, text: string): Error {
+  return Object.assign(new Error(text), { responseCode: code })
+}
+
+export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
+  const received: Received[] = []
+  const logins: Sink['logins'] = []
+  const { users, refuse } = opts
+  const server = new SMTPServer({
+    logger: false,
+    secure: opts.tls === 'implicit',
+    ...(opts.cert ?? {}),
+    disabledCommands: [...(opts.tls === 'none' ? ['STARTTLS'] : []), ...(users ? [] : ['AUTH'])],
+    authOptional: !users,
+    // The tests log in over plain SMTP too, to see that -P smtp means plain.
+    allowInsecureAuth: true,
+    closeTimeout: 1000,
+    onAuth(auth, _session, cb) {
+      logins.push({ user: auth.username ?? '', password: auth.password ?? '' })
+      if (users && auth.username !== undefined && users[auth.username] === auth.password) cb(null, { user: auth.username })
+      else cb(reply(535, '5.7.8 Authentication credentials invalid'))
+    },
+    onRcptTo(_address, _session, cb) {
+      cb(refuse?.at === 'rcpt' ? reply(refuse.code, refuse.text) : null)
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = []
+      stream.on('data', (c: Buffer) => chunks.push(c))
+      stream.on('end', () => {
+        if (refuse?.at === 'data') return cb(reply(refuse.code, refuse.text))
+        const mailFrom = session.envelope.mailFrom
+        received.push({
+          from: mailFrom ? mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          mailFromArgs: mailFrom ? (mailFrom.args as Record<string, unknown>) : {},
+          data: Buffer.concat(chunks),
+          secure: session.secure,
+          user: session.user,
+        })
+        cb()
+      })
+    },
+  })
+  // A client that drops a TLS handshake (as a verifying client does) is an 'error' here, not a test failure.
+  server.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject)
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve())
+  })
+  return {
+    port: (server.server.address() as AddressInfo).port,
+    received,
+    logins,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** A throwaway self-signed certificate for 127.0.0.1 and localhost, made by openssl. */
+export async function selfSignedCert(dir: string): Promise<{ key: Buffer; cert: Buffer; certFile: string }> {
+  const keyFile = join(dir, 'smtp-key.pem')
+  const certFile = join(dir, 'smtp-cert.pem')
+  await execa('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile,
+  ])
+  return { key: await readFile(keyFile), cert: await readFile(certFile), certFile }
+}
