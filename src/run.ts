@@ -12,6 +12,7 @@ import { seed } from './seed.ts'
 import type { Settings } from './settings.ts'
 import { supervise, type Supervisor } from './supervise.ts'
 import { watchFiles, type Watcher } from './watch.ts'
+import { FLUSH_INTERVAL_MS, flushVoicemailSpool } from './voicemail-spool.ts'
 
 export interface RunOptions {
   settings: Settings
@@ -93,6 +94,12 @@ export async function run(opts: RunOptions): Promise<number> {
     },
   })
 
+  // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
+  const mailLog = phase('voicemail-mail')
+  const flushMail = () => flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) => mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`))
+  const mailTimer = setInterval(() => void flushMail(), FLUSH_INTERVAL_MS)
+  void flushMail()
+
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return
@@ -125,6 +132,7 @@ export async function run(opts: RunOptions): Promise<number> {
   signals.on('SIGHUP', hup)
 
   const code = await supervisor.done
+  clearInterval(mailTimer)
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)
   signals.off('SIGHUP', hup)

@@ -23,6 +23,7 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
   SMTP_USER: { good: [['john@example.com', 'john@example.com'], ["o'brien; \"x\" => y ☎", "o'brien; \"x\" => y ☎"]], bad: ['two\nlines', 'tab\there'] },
   SMTP_PASSWORD: { good: [['p@ss; w0rd"\'`$(x)', 'p@ss; w0rd"\'`$(x)']], bad: ['new\nline'] },
   SMTP_FROM: { good: [['pbx@example.com', 'pbx@example.com']], bad: ['pbx', 'a b@example.com', 'x@y;z.com', '<pbx@example.com>'] },
+  MINIVM_SPOOL_DIR: { good: [['/srv/spool', '/srv/spool']], bad: ['spool'] },
   TLS_CERT_FILE: { good: [['/etc/ssl/asterisk/cert.pem', '/etc/ssl/asterisk/cert.pem']], bad: ['cert.pem', '/x\ny'] },
   TLS_KEY_FILE: { good: [['/k.pem', '/k.pem']], bad: ['./k.pem'] },
   ASTERISK_CONF_DIR: { good: [['/etc/asterisk', '/etc/asterisk']], bad: ['etc/asterisk'] },
