@@ -106,7 +106,7 @@ export function planEdits(settings: Settings): Edit[] {
     const r = editMailcmd(cur.at(-1), settings)
     return typeof r === 'string' ? [r] : r
   })
-  set(['SMTP_FROM'], MINIVM, 'general', 'serveremail', () => [v('SMTP_FROM')!])
+  set(['SMTP_FROM'], MINIVM, 'general', 'emailaddress', () => [v('SMTP_FROM')!])
   return edits
 }
 

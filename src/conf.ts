@@ -49,6 +49,9 @@ export interface ConfDoc {
   lines: Line[]
 }
 
+/** Asterisk opens a block comment at `;--` but not at `;---`, so `;-----` rulers are plain comments. */
+const opensBlock = (raw: string, i: number) => raw.startsWith(';--', i) && raw[i + 3] !== '-'
+
 /**
  * The code of one line with comments removed, and where each kept character came from, so a value
  * can be located in the raw line. `depth` is the block-comment nesting carried between lines
@@ -63,7 +66,7 @@ function stripComments(raw: string, depth: number): { code: string; map: number[
       if (raw.startsWith('--;', i)) {
         depth--
         i += 2
-      } else if (raw.startsWith(';--', i)) {
+      } else if (opensBlock(raw, i)) {
         depth++
         i += 2
       }
@@ -76,7 +79,7 @@ function stripComments(raw: string, depth: number): { code: string; map: number[
       continue
     }
     if (c === ';') {
-      if (raw.startsWith(';--', i)) {
+      if (opensBlock(raw, i)) {
         depth++
         i += 2
         continue

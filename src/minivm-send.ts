@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // minivm-send: the mailer minivm.conf's mailcmd runs. It reads one message on stdin like
 // `sendmail -t` and hands it to an SMTP server with nodemailer.
 //
@@ -568,7 +567,8 @@ export async function run(argv: readonly string[], env: Env, io: Io): Promise<nu
   }
 }
 
-if (import.meta.main) {
+/** The executable's whole job (bin/minivm-send.js): the process's own streams and exit. */
+export async function main(): Promise<never> {
   const code = await run(process.argv.slice(2), process.env, {
     stdin: process.stdin,
     stdout: (text) => process.stdout.write(text),

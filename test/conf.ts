@@ -57,6 +57,8 @@ key=value
 spaced   =   value with spaces   ; comment
 escaped = a\\;b ; only the escaped semicolon stays
 nested = x ;-- inline ;-- nested --; still comment --; y
+;------------------------------------ a ruler, not a block comment
+ruler = after ;--- also not a block comment
 [tpl](!)
 [multi](tpl,other)
 [plus](+)
@@ -97,6 +99,7 @@ t.test('reads what Asterisk reads', async (t) => {
   t.same(getValues(doc, 'general', 'spaced'), ['value with spaces'])
   t.same(getValues(doc, 'general', 'escaped'), ['a;b'], '\\; is a literal semicolon')
   t.same(getValues(doc, 'general', 'nested'), ['x  y'], 'nested block comments end where the outer one does')
+  t.same(getValues(doc, 'general', 'ruler'), ['after'], ';--- opens no block comment, as in Asterisk')
   t.equal(byName.tpl!.isTemplate, true)
   t.same(byName.multi!.templates, ['tpl', 'other'])
   t.equal(byName.plus!.extend, true)

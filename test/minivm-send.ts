@@ -12,7 +12,7 @@ import { memoryLogger } from '../src/log.ts'
 import { flushSpool, parseArgs, parseMessage, run, spoolMessage, type Env, type SmtpSettings } from '../src/minivm-send.ts'
 import { selfSignedCert, startSmtpSink, type Received } from './helpers/smtp-sink.ts'
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../src/minivm-send.ts')
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../bin/minivm-send.js')
 const root = t.testdir({})
 const tls = await selfSignedCert(root)
 

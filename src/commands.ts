@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// The `privatedial` command: argv in, exit code out. Commands load their modules on demand so
+// The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -135,8 +134,4 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, out = (s: str
     if (level === 'debug' && err instanceof Error && err.stack) log.debug(err.stack)
     return EXIT.failure
   }
-}
-
-if (import.meta.main) {
-  process.exitCode = await main(process.argv.slice(2), process.env)
 }

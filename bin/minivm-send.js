@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// Plain JavaScript for the reason given in bin/privatedial.js.
+import { enableCompileCache } from 'node:module'
+
+enableCompileCache()
+const { main } = await import('../src/minivm-send.ts')
+await main()
