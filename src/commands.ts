@@ -54,6 +54,21 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok
     },
   },
+  cert: {
+    summary: 'obtain or renew the TLS certificate now (self-signed, ACME or Traefik), then exit',
+    usage: 'privatedial cert',
+    async run(ctx) {
+      const { certOptions } = await import('./cert-config.ts')
+      const { ensureCertificate } = await import('./cert.ts')
+      const log = ctx.log.child('cert')
+      const r = await ensureCertificate(certOptions(ctx.settings, log))
+      if (r.error) {
+        log.error(`certificate not obtained: ${r.error.message}; the one in place is kept`)
+        return EXIT.failure
+      }
+      return EXIT.ok
+    },
+  },
   health: {
     summary: 'exit 0 when Asterisk answers and all its PJSIP transports are up (the image\'s HEALTHCHECK)',
     usage: 'privatedial health',

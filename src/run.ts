@@ -1,7 +1,10 @@
 // `privatedial run`: the container's main process under tini. Start-up is a few named phases;
 // after them it supervises Asterisk and reacts to signals and config changes until stopped.
 import { execFileSync } from 'node:child_process'
+import { chown } from 'node:fs/promises'
 import { join } from 'node:path'
+import { ensureCertificate, keepCertificateFresh } from './cert.ts'
+import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
 import { rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
 import { checkConfDir } from './check.ts'
@@ -23,17 +26,23 @@ export interface RunOptions {
   uid?: number
 }
 
+export interface RunAs {
+  name: string
+  uid: number
+  gid: number
+}
+
 /** Who Asterisk runs as: dropping root is the default; `root` keeps it (tests, special set-ups). */
-export function asteriskUser(settings: Settings, uid: number): string | undefined {
+export function asteriskUser(settings: Settings, uid: number): RunAs | undefined {
   if (uid !== 0) return undefined
-  const user = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
-  if (user === 'root') return undefined
+  const name = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
+  if (name === 'root') return undefined
   try {
-    execFileSync('id', ['-u', user], { stdio: 'ignore' })
+    const id = (flag: string) => Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim())
+    return { name, uid: id('-u'), gid: id('-g') }
   } catch {
-    throw new ConfigError([`ASTERISK_USER names \`${user}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
+    throw new ConfigError([`ASTERISK_USER names \`${name}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
   }
-  return user
 }
 
 export async function run(opts: RunOptions): Promise<number> {
@@ -46,18 +55,30 @@ export async function run(opts: RunOptions): Promise<number> {
 
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
   // will read). A config error stops here, before anything runs.
-  await seed({ confDir, log: phase('seed') })
+  const certLog = phase('cert')
+  const certOpts = certOptions(settings, certLog)
+  await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
   await applyToDir({ confDir, settings, log: phase('apply') })
   const { problems, files } = await checkConfDir(confDir)
   if (problems.length) throw new ConfigError(problems)
   phase('check').info(`config dir ${confDir} is valid`, { files })
   const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
 
+  // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.
+  const ownCert = async () => {
+    if (user) for (const f of [certOpts.certFile, certOpts.keyFile]) await chown(f, user.uid, user.gid)
+  }
+  // A certificate must exist before Asterisk starts its TLS transport; one from a CA that is slow
+  // or down would hold up the PBX, so start serves what is there (or a self-signed stand-in) and
+  // the renewal loop fetches the real one in the background.
+  const first = await ensureCertificate(certOpts, { contactCa: false })
+  await ownCert()
+
   const astLog = log.child('asterisk')
   const supervisor: Supervisor = supervise({
     start: () =>
       spawnAsterisk(target, {
-        user,
+        user: user?.name,
         onLine: (line) => {
           if (/\bERROR\[/.test(line)) astLog.error(line)
           else if (/\bWARNING\[/.test(line)) astLog.warn(line)
@@ -94,6 +115,18 @@ export async function run(opts: RunOptions): Promise<number> {
     },
   })
 
+  const certs = keepCertificateFresh(
+    certOpts,
+    async () => {
+      await ownCert()
+      // A TLS listener restarts in place when its files changed: new handshakes get the new
+      // certificate, calls and registrations stay up.
+      if (supervisor.current()) await rx(target, 'module reload res_pjsip.so')
+      certLog.info('Asterisk reloaded res_pjsip for the new certificate')
+    },
+    { after: first },
+  )
+
   // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
   const mailLog = phase('voicemail-mail')
   const flushMail = () => flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) => mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`))
@@ -105,7 +138,7 @@ export async function run(opts: RunOptions): Promise<number> {
     if (stopping) return
     stopping = true
     log.info(`received ${signal}; shutting down`)
-    void watcher.close().then(() => supervisor.stop(signal))
+    void Promise.all([watcher.close(), certs.stop()]).then(() => supervisor.stop(signal))
   }
   const hup = () => {
     log.info('received SIGHUP; applying the environment again and reloading Asterisk')
@@ -133,6 +166,7 @@ export async function run(opts: RunOptions): Promise<number> {
 
   const code = await supervisor.done
   clearInterval(mailTimer)
+  await certs.stop()
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)
   signals.off('SIGHUP', hup)

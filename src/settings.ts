@@ -91,6 +91,19 @@ const pathList: Parse = (raw) => {
 
 const timezone: Parse = (raw) => (/^[A-Za-z0-9_+\-]+(\/[A-Za-z0-9_+\-]+)*$/.test(raw) && !raw.includes('..') ? ok(raw) : bad('not a time zone name'))
 
+const hostnameList: Parse = (raw) => {
+  const items = raw.split(/[\s,]+/).filter(Boolean)
+  if (!items.length) return bad('empty list')
+  for (const h of items) if (!isHostname(h.replace(/^\*\./, ''))) return bad(`\`${h}\` is not a host name`)
+  return ok(items.map((h) => h.toLowerCase()).join(','))
+}
+
+const acmeDirectory: Parse = (raw) => {
+  const v = raw.trim()
+  if (/^(production|staging)$/i.test(v)) return ok(v.toLowerCase())
+  return /^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v) ? ok(v) : bad('not production, staging or an https:// URL')
+}
+
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+\-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
 
 export const SETTINGS: readonly Setting[] = [
@@ -111,6 +124,15 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'MINIVM_SPOOL_DIR', group: 'Voicemail mail', doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes', default: '/var/spool/asterisk/minivm-outbox', allowed: 'an absolute path', parse: path },
   { name: 'TLS_CERT_FILE', group: 'TLS', doc: 'Certificate (PEM, full chain) the TLS transport serves', default: '/etc/ssl/asterisk/cert.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] cert_file' },
   { name: 'TLS_KEY_FILE', group: 'TLS', doc: 'Private key (PEM) of the certificate', default: '/etc/ssl/asterisk/priv_key.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] priv_key_file' },
+  { name: 'TLS_MODE', group: 'TLS', doc: 'Where the TLS certificate comes from: made here (selfsigned), Let\'s Encrypt or another ACME CA (acme), or a Traefik acme.json (traefik)', default: 'acme if ACME_EMAIL or ACME_DOMAINS is set, traefik if ACME_FILE is, else selfsigned', allowed: 'selfsigned, acme or traefik', parse: oneOf('selfsigned', 'acme', 'traefik') },
+  { name: 'ACME_DIRECTORY', group: 'TLS', doc: 'ACME CA directory; using acme mode means agreeing to the CA\'s terms of service', default: 'production (Let\'s Encrypt)', allowed: 'production, staging or an https:// URL', parse: acmeDirectory },
+  { name: 'ACME_EMAIL', group: 'TLS', doc: 'Contact address for the ACME account (expiry warnings)', default: 'none', allowed: 'an e-mail address', parse: email },
+  { name: 'ACME_DOMAINS', group: 'TLS', doc: 'Names on the certificate (acme) or to look up (traefik), comma separated', default: 'SIP_EXTERNAL_HOST', allowed: 'host names, comma separated', parse: hostnameList },
+  { name: 'ACME_HTTP_PORT', group: 'TLS', doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it', default: '80', allowed: 'a port number 1-65535', parse: port },
+  { name: 'ACME_EAB_KID', group: 'TLS', doc: 'External account binding key id, for CAs that require one (ZeroSSL, ...)', default: 'none', allowed: 'one line of text', parse: text },
+  { name: 'ACME_EAB_HMAC_KEY', group: 'TLS', secret: true, doc: 'External account binding HMAC key (base64url)', default: 'none', allowed: 'base64url text', parse: (raw) => (/^[A-Za-z0-9_\-]+=*$/.test(raw) ? ok(raw) : bad('not base64url')) },
+  { name: 'ACME_CA_FILE', group: 'TLS', doc: 'Extra CA certificate (PEM) trusted for the ACME server\'s HTTPS, for a private CA', default: 'system CAs', allowed: 'an absolute path', parse: path },
+  { name: 'ACME_FILE', group: 'TLS', doc: 'Traefik acme.json to take the certificate from (v1 and v2 layouts); watched for changes', default: 'none', allowed: 'an absolute path', parse: path },
   { name: 'ASTERISK_CONF_DIR', group: 'Runtime', doc: 'Directory holding the Asterisk configuration', default: '/etc/asterisk', allowed: 'an absolute path', parse: path },
   { name: 'ASTERISK_BIN', group: 'Runtime', doc: 'Asterisk executable', default: 'asterisk (on PATH)', allowed: 'a command name or absolute path', parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')) },
   { name: 'LOG_LEVEL', group: 'Runtime', doc: 'Least severe log level printed', default: 'info', allowed: 'debug, info, warn or error', parse: oneOf('debug', 'info', 'warn', 'error') },
