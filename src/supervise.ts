@@ -49,13 +49,15 @@ export function supervise(deps: SuperviseDeps): Supervisor {
   async function stopChild(c: Child, reason: string): Promise<void> {
     const t0 = now()
     log.info(`stopping Asterisk (${reason}): new calls refused, calls in progress have ${deps.graceMs / 1000} s`)
-    await deps.drain().catch((err: Error) => log.warn(`graceful stop request failed: ${err.message}`))
+    // Asterisk's remote console stays connected until the stop is done, so the request is not
+    // awaited: the deadline below counts from now.
+    void deps.drain().catch((err: Error) => log.warn(`graceful stop request failed: ${err.message}`))
     const grace = timeout(deps.graceMs)
     let r = await Promise.race([c.exited, grace.promise])
     grace.cancel()
     if (r === 'timeout') {
       log.warn(`calls still up after ${deps.graceMs / 1000} s; stopping Asterisk now`)
-      await deps.stopNow().catch((err: Error) => log.warn(`hard stop request failed: ${err.message}`))
+      void deps.stopNow().catch((err: Error) => log.warn(`hard stop request failed: ${err.message}`))
       const kill = timeout(deps.killAfterMs ?? 1500)
       r = await Promise.race([c.exited, kill.promise])
       kill.cancel()
