@@ -9,6 +9,7 @@ import { checkConfDir } from '../src/check.ts'
 import { memoryLogger } from '../src/log.ts'
 import { readSettings } from '../src/settings.ts'
 import { DEFAULTS_DIR } from '../src/seed.ts'
+import { defaultAsteriskBin } from '../scripts/asterisk-bin.ts'
 
 function endpoints(n: number): string {
   let text = '[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
@@ -53,3 +54,6 @@ for (const n of [10, 1_000, 10_000]) {
 const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
 const help = await timeIt(10, () => execFileSync(process.execPath, [cli, '--help'], { stdio: 'ignore' }))
 console.log(`privatedial --help: ${help.toFixed(1)} ms (median of 10, whole process; goal < 150 ms)`)
+
+defaultAsteriskBin()
+await import('./supervise.ts')

@@ -1,8 +1,9 @@
 // `npm test`: type check, then tap, ending with one plain summary line that any CI can read:
 // "tests: N passed, N failed, N skipped" (leaf assertions; a skipped subtest or file counts once,
 // and its reason is listed, so a skip is never mistaken for a pass).
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { Parser, type Result } from 'tap-parser'
+import { defaultAsteriskBin } from './asterisk-bin.ts'
 
 const bin = (name: string) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname
 
@@ -24,16 +25,7 @@ if (tsc !== 0) {
 }
 console.log('typecheck: ok (tsc --noEmit)')
 
-// The real-Asterisk tests find Asterisk through ASTERISK_BIN; default to the root test:setup made.
-if (!process.env.ASTERISK_BIN) {
-  try {
-    const script = new URL('./asterisk-root.sh', import.meta.url).pathname
-    process.env.ASTERISK_BIN = execFileSync(script, ['--find'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)
-  } catch {
-    console.log('asterisk: none found; the real-Asterisk tests will say skipped (npm run test:setup makes one)')
-  }
-}
-if (process.env.ASTERISK_BIN) console.log(`asterisk: ASTERISK_BIN=${process.env.ASTERISK_BIN}`)
+defaultAsteriskBin()
 
 const counts = { passed: 0, failed: 0, skipped: 0 }
 const skips: string[] = []

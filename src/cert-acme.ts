@@ -8,21 +8,9 @@ import { once } from 'node:events'
 import { rootCertificates } from 'node:tls'
 import acme from 'acme-client'
 import { writeFileAtomic } from './atomic-write.ts'
-import { ConfigError, wrap } from './errors.ts'
+import { wrap } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { KeyAndCert } from './cert-selfsigned.ts'
-
-/**
- * ACME_DIRECTORY as a URL: empty or `production` is Let's Encrypt, `staging` its staging CA, and any
- * https URL is taken as given (pebble, step-ca, ZeroSSL, ...). RFC 8555 requires HTTPS.
- */
-export function resolveAcmeDirectory(value: string | undefined): string {
-  const v = value?.trim() ?? ''
-  if (v === '' || v.toLowerCase() === 'production') return acme.directory.letsencrypt.production
-  if (v.toLowerCase() === 'staging') return acme.directory.letsencrypt.staging
-  if (/^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v)) return v
-  throw new ConfigError([`ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${value}\``])
-}
 
 export interface ExternalAccountBinding {
   kid: string
@@ -31,7 +19,7 @@ export interface ExternalAccountBinding {
 }
 
 export interface AcmeOptions {
-  /** A URL; see resolveAcmeDirectory. */
+  /** A URL; see resolveAcmeDirectory in cert-policy.ts. */
   directoryUrl: string
   email?: string | undefined
   /** Normalized DNS names; the first is the subject CN. */

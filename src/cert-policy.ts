@@ -161,3 +161,21 @@ export function backoffDelay(failures: number, random: () => number, policy: Bac
   const ceiling = Math.min(policy.firstMs * 2 ** exponent, policy.maxMs)
   return Math.round(ceiling / 2 + (ceiling / 2) * random())
 }
+
+/** Let's Encrypt's ACME directories, as acme-client names them; here so choosing one needs no ACME client loaded. */
+export const LETS_ENCRYPT = {
+  production: 'https://acme-v02.api.letsencrypt.org/directory',
+  staging: 'https://acme-staging-v02.api.letsencrypt.org/directory',
+} as const
+
+/**
+ * ACME_DIRECTORY as a URL: empty or `production` is Let's Encrypt, `staging` its staging CA, and any
+ * https URL is taken as given (pebble, step-ca, ZeroSSL, ...). RFC 8555 requires HTTPS.
+ */
+export function resolveAcmeDirectory(value: string | undefined): string {
+  const v = value?.trim() ?? ''
+  if (v === '' || v.toLowerCase() === 'production') return LETS_ENCRYPT.production
+  if (v.toLowerCase() === 'staging') return LETS_ENCRYPT.staging
+  if (/^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v)) return v
+  throw new ConfigError([`ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${value}\``])
+}

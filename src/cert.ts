@@ -16,12 +16,13 @@ import {
   missingNames,
   normalizeName,
   renewalDecision,
+  resolveAcmeDirectory,
   type BackoffPolicy,
   type RenewalPolicy,
   type TlsMode,
 } from './cert-policy.ts'
-import { createSelfSigned, type KeyAndCert } from './cert-selfsigned.ts'
-import { obtainAcmeCertificate, resolveAcmeDirectory, type AcmeOptions, type ExternalAccountBinding } from './cert-acme.ts'
+import type { KeyAndCert } from './cert-selfsigned.ts'
+import type { AcmeOptions, ExternalAccountBinding } from './cert-acme.ts'
 import { readTraefikCertificate, watchFileContent, type TraefikLookup } from './cert-traefik.ts'
 
 export const ACCOUNT_KEY_NAME = 'acme_account_key.pem'
@@ -184,7 +185,7 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
   // must be able to start its TLS transport while a CA or Traefik is still out of reach.
   if (!pair) {
     log.info('creating a self-signed certificate', { reason: current.problem, names: names.join(',') })
-    pair = await install(opts, await createSelfSigned({ names, now, days: opts.selfSignedDays }))
+    pair = await install(opts, await (await import('./cert-selfsigned.ts')).createSelfSigned({ names, now, days: opts.selfSignedDays }))
     changed = true
     if (opts.mode === 'selfsigned') return result(pair, renewalDecision(pair.info, now, random, renewal).nextCheck)
   }
@@ -237,8 +238,8 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
   try {
     // A renewed self-signed certificate keeps its key, so phones that pinned it keep trusting it.
     fresh = opts.mode === 'acme'
-      ? await obtainAcmeCertificate(acmeOptions(opts, names))
-      : await createSelfSigned({ names, now, days: opts.selfSignedDays, key: pair.key })
+      ? await (await import('./cert-acme.ts')).obtainAcmeCertificate(acmeOptions(opts, names))
+      : await (await import('./cert-selfsigned.ts')).createSelfSigned({ names, now, days: opts.selfSignedDays, key: pair.key })
   } catch (err) {
     return result(pair, retryAt(), asError(err))
   }

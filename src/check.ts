@@ -54,7 +54,7 @@ export async function checkConfDir(confDir: string, extra: (trees: Map<string, C
   if (problems.length) return { problems, files: names.length }
   const trees = new Map<string, ConfDoc[]>()
   for (const root of roots(docs)) {
-    const tree = await readConfTree(confDir, root)
+    const tree = await readConfTree(confDir, root, docs)
     problems.push(...tree.missing, ...templateProblems(tree.docs))
     trees.set(root, tree.docs)
   }

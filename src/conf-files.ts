@@ -27,16 +27,19 @@ export interface ConfTree {
   missing: string[]
 }
 
-/** A file with its #include / #tryinclude files (#exec is left alone: it runs programs). */
-export async function readConfTree(confDir: string, name: string, seen: string[] = []): Promise<ConfTree> {
+/**
+ * A file with its #include / #tryinclude files (#exec is left alone: it runs programs). `parsed`
+ * holds documents already read, so a caller that parsed the whole dir doesn't parse it again.
+ */
+export async function readConfTree(confDir: string, name: string, parsed: ReadonlyMap<string, ConfDoc> = new Map(), seen: string[] = []): Promise<ConfTree> {
   const tree: ConfTree = { docs: [], missing: [] }
   if (seen.includes(name)) return tree
-  const doc = await readConf(confDir, name)
+  const doc = parsed.get(name) ?? (await readConf(confDir, name))
   if (!doc) return tree
   tree.docs.push(doc)
   for (const d of directives(doc)) {
     if (d.kind === 'exec') continue
-    const sub = await readConfTree(confDir, d.target, [...seen, name])
+    const sub = await readConfTree(confDir, d.target, parsed, [...seen, name])
     if (!sub.docs.length && d.kind === 'include') tree.missing.push(`${doc.file}:${d.line}: #include target \`${d.target}\` does not exist in ${confDir}`)
     tree.docs.push(...sub.docs)
     tree.missing.push(...sub.missing)

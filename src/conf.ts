@@ -57,7 +57,9 @@ const opensBlock = (raw: string, i: number) => raw.startsWith(';--', i) && raw[i
  * can be located in the raw line. `depth` is the block-comment nesting carried between lines
  * (Asterisk nests `;-- --;`).
  */
-function stripComments(raw: string, depth: number): { code: string; map: number[]; depth: number } {
+function stripComments(raw: string, depth: number): { code: string; map: number[] | undefined; depth: number } {
+  // Most lines have no ';' at all: their code is the line itself, positions unchanged.
+  if (depth === 0 && !raw.includes(';')) return { code: raw, map: undefined, depth }
   let code = ''
   const map: number[] = []
   for (let i = 0; i < raw.length; i++) {
@@ -115,7 +117,7 @@ function parseHeader(code: string, file: string, line: number): Section {
 }
 
 /** One `key = value` / `key => value` line's code; positions are in the raw line. A string is the error. */
-function parseEntry(code: string, map: number[], rawLength: number) {
+function parseEntry(code: string, map: number[] | undefined, rawLength: number) {
   const eq = code.indexOf('=')
   if (eq < 0) return `expected \`key = value\` or \`key => value\`, got \`${code.trim()}\``
   const key = code.slice(0, eq).trim()
@@ -125,8 +127,9 @@ function parseEntry(code: string, map: number[], rawLength: number) {
   while (start < code.length && /\s/.test(code[start]!)) start++
   let end = code.length
   while (end > start && /\s/.test(code[end - 1]!)) end--
-  const valueStart = start < code.length ? map[start]! : rawLength
-  const valueEnd = end > start ? map[end - 1]! + 1 : valueStart
+  const at = (i: number) => (map ? map[i]! : i)
+  const valueStart = start < code.length ? at(start) : rawLength
+  const valueEnd = end > start ? at(end - 1) + 1 : valueStart
   return { key, op, value: unescape(code.slice(start, end)), valueStart, valueEnd }
 }
 

@@ -10,7 +10,6 @@ import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { parseArgs as parseArgv } from 'node:util'
-import nodemailer from 'nodemailer'
 import type { NodemailerError, SMTPTransportOptions } from 'nodemailer'
 import addressparser from 'nodemailer/lib/addressparser'
 import { writeFileAtomic } from './atomic-write.ts'
@@ -289,10 +288,12 @@ interface Mailer {
   close(): void
 }
 
-function createMailer(conn: Connection, log: Logger): Mailer {
+async function createMailer(conn: Connection, log: Logger): Promise<Mailer> {
   const verify = conn.protocol === 'smtp' ? 'no TLS' : conn.insecure ? 'off' : conn.ca ? 'ca-file' : 'system CAs'
   log.debug('SMTP connection', { server: serverName(conn), protocol: conn.protocol, user: conn.user, verify, timeout_s: conn.timeoutMs / 1000 })
   if (conn.protocol === 'smtp' && conn.user !== undefined) log.warn('the SMTP password goes unencrypted with -P smtp', { server: serverName(conn), user: conn.user })
+  // Loaded here: run imports this module for the spool, and most flushes find nothing to send.
+  const { default: nodemailer } = await import('nodemailer')
   const transport = nodemailer.createTransport(transportOptions(conn))
   return {
     async send(message) {
@@ -466,7 +467,7 @@ export async function flushSpool(smtp: SmtpSettings, opts: { spoolDir: string; l
         if (!mailer) {
           const conn = await resolveConnection(smtp)
           password = conn.password
-          mailer = createMailer(conn, log)
+          mailer = await createMailer(conn, log)
         }
         const message = parseMessage(input, smtp.from)
         const info = await mailer.send(message)
@@ -512,7 +513,7 @@ async function sendStdin(smtp: SmtpSettings, spoolDir: string, io: Io, log: Logg
     const conn = await resolveConnection(smtp)
     password = conn.password
     const message = parseMessage(input, smtp.from)
-    const mailer = createMailer(conn, log)
+    const mailer = await createMailer(conn, log)
     try {
       const info = await mailer.send(message)
       log.info('message sent', { server: serverName(smtp), from: message.envelope.from, to: message.envelope.to.join(','), response: info.response })

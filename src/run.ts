@@ -94,7 +94,10 @@ export async function run(opts: RunOptions): Promise<number> {
     stopNow: () => rx(target, 'core stop now').then(() => undefined),
     log: phase('supervise'),
     graceMs: Number(settings.get('STOP_GRACE_SECONDS')?.value ?? 8) * 1000,
-    onReady: () => log.info(`PrivateDial ready ${Date.now() - t0} ms after start`),
+    onReady: () => {
+      const m = process.memoryUsage()
+      log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) })
+    },
   })
 
   const watched = [join(confDir, 'pjsip_endpoint.conf'), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])]

@@ -1,0 +1,84 @@
+// The privatedial command as users and the image run it: a real subprocess, its output and exit code.
+import t from 'tap'
+import { cpSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { DEFAULTS_DIR } from '../src/seed.ts'
+
+const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
+const run = (args: string[], env: Record<string, string> = {}) =>
+  execa(process.execPath, [cli, ...args], { reject: false, env: { PATH: process.env.PATH ?? '', ...env }, extendEnv: false })
+
+function confCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pd-cli-'))
+  cpSync(DEFAULTS_DIR, dir, { recursive: true })
+  return dir
+}
+const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
+
+t.test('--help lists every command and variable; each command has its own help', async (t) => {
+  const r = await run(['--help'])
+  t.equal(r.exitCode, 0)
+  for (const c of ['run', 'apply', 'check', 'cert', 'health']) {
+    t.match(r.stdout, new RegExp(`^  ${c} `, 'm'), c)
+    const h = await run([c, '--help'])
+    t.equal(h.exitCode, 0, `${c} --help`)
+    t.match(h.stdout, new RegExp(`^Usage: privatedial ${c}`))
+  }
+  t.match(r.stdout, /SMTP_PASSWORD \(or _FILE\)/)
+  t.equal((await run([])).exitCode, 64, 'no command is a usage error')
+})
+
+t.test('usage errors exit 64 and say what was expected', async (t) => {
+  const r = await run(['frobnicate'])
+  t.equal(r.exitCode, 64)
+  t.match(r.stdout, /unknown command `frobnicate`; expected one of run, apply, check, cert, health/)
+  t.equal((await run(['apply', '--force'])).exitCode, 64)
+})
+
+t.test('bad environment exits 78, one line per problem, secrets masked, nothing changed', async (t) => {
+  const dir = confCopy()
+  const before = snapshot(dir)
+  const r = await run(['apply'], { ASTERISK_CONF_DIR: dir, SIP_PORT: '99999', RTP_PORT_MIN: 'x', SMTP_PASSWORD: 'a\nhunter2' })
+  t.equal(r.exitCode, 78)
+  const errors = r.stdout.split('\n').filter((l) => / ERROR /.test(l))
+  t.equal(errors.length, 4, 'three problems and the summary')
+  t.match(r.stdout, /SIP_PORT must be a port number 1-65535, got `99999`/)
+  t.match(r.stdout, /RTP_PORT_MIN must be a port number .*, got `x`/)
+  t.notMatch(r.stdout, /hunter2/)
+  t.same(snapshot(dir), before)
+})
+
+t.test('apply --dry-run prints a diff and writes nothing; apply writes; again is unchanged', async (t) => {
+  const dir = confCopy()
+  const before = snapshot(dir)
+  const env = { ASTERISK_CONF_DIR: dir, SIP_PORT: '5560' }
+  const dry = await run(['apply', '--dry-run'], env)
+  t.equal(dry.exitCode, 0)
+  t.match(dry.stdout, /^--- a\/pjsip_transport\.conf\n\+\+\+ b\/pjsip_transport\.conf/m)
+  t.match(dry.stdout, /^\+bind = 0\.0\.0\.0:5560$/m)
+  t.same(snapshot(dir), before)
+  const real = await run(['apply'], env)
+  t.equal(real.exitCode, 0)
+  t.match(real.stdout, /set pjsip_transport\.conf \[t_wan\] bind from=SIP_PORT was=0\.0\.0\.0:5060 now=0\.0\.0\.0:5560/)
+  const again = await run(['apply'], env)
+  t.match(again.stdout, /unchanged/)
+})
+
+t.test('check passes on the shipped suite and fails with file:line on a broken one', async (t) => {
+  const dir = confCopy()
+  const ok = await run(['check'], { ASTERISK_CONF_DIR: dir })
+  t.equal(ok.exitCode, 0, ok.stdout)
+  const { writeFileSync } = await import('node:fs')
+  writeFileSync(join(dir, 'pjsip_endpoint.conf'), '[jane](w_term_nope)\ninbound_auth/username = jane\n')
+  const bad = await run(['check'], { ASTERISK_CONF_DIR: dir })
+  t.equal(bad.exitCode, 78)
+  t.match(bad.stdout, /pjsip_endpoint\.conf:1: \[jane\] inherits template `w_term_nope`, which is not defined/)
+})
+
+t.test('health is unhealthy, exit 1, when no Asterisk answers', async (t) => {
+  const r = await run(['health'], { ASTERISK_CONF_DIR: confCopy(), ASTERISK_BIN: '/nonexistent/asterisk' })
+  t.equal(r.exitCode, 1)
+  t.match(r.stdout, /^unhealthy: /m)
+})
