@@ -1,9 +1,11 @@
 // `privatedial check`: what Asterisk would reject or silently ignore in a config dir, as file:line
 // problems, before Asterisk reads it.
 import { readdir } from 'node:fs/promises'
-import { directives, sections, type ConfDoc } from './conf.ts'
+import { directives, printConf, sections, type ConfDoc } from './conf.ts'
 import { readConf, readConfTree } from './conf-files.ts'
-import { ConfSyntaxError } from './errors.ts'
+import { dialplanProblems } from './dialplan-check.ts'
+import { ConfigError, ConfSyntaxError } from './errors.ts'
+import { parseWebsmsConf } from './websms-config.ts'
 
 /** Templates must exist, and Asterisk only finds ones defined above the section that names them. */
 export function templateProblems(docs: ConfDoc[]): string[] {
@@ -33,7 +35,20 @@ export interface CheckResult {
   files: number
 }
 
-export async function checkConfDir(confDir: string, extra: (trees: Map<string, ConfDoc[]>) => string[] = () => []): Promise<CheckResult> {
+/** websms.conf is read by the WebSMS service, not Asterisk: its own rules apply. */
+function websmsProblems(docs: Map<string, ConfDoc>): string[] {
+  const doc = docs.get('websms.conf')
+  if (!doc) return []
+  try {
+    parseWebsmsConf(printConf(doc), doc.file)
+    return []
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems
+    throw err
+  }
+}
+
+export async function checkConfDir(confDir: string): Promise<CheckResult> {
   const problems: string[] = []
   const docs = new Map<string, ConfDoc>()
   let names: string[]
@@ -58,6 +73,6 @@ export async function checkConfDir(confDir: string, extra: (trees: Map<string, C
     problems.push(...tree.missing, ...templateProblems(tree.docs))
     trees.set(root, tree.docs)
   }
-  problems.push(...extra(trees))
+  problems.push(...dialplanProblems(trees), ...websmsProblems(docs))
   return { problems, files: names.length }
 }

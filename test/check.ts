@@ -1,0 +1,61 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { checkConfDir, templateProblems } from '../src/check.ts'
+import { parseConf } from '../src/conf.ts'
+
+function dirWith(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pd-check-'))
+  for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text)
+  return dir
+}
+
+t.test('a valid dir has no problems', async (t) => {
+  const dir = dirWith({
+    'pjsip.conf': '#include pjsip_transport.conf\n[global]\ntype = global\n',
+    'pjsip_transport.conf': '[t_wan](!)\ntype = transport\n[udp](t_wan)\nprotocol = udp\n',
+    'extensions.conf': '#tryinclude not_there.conf\n[globals]\n',
+  })
+  t.same(await checkConfDir(dir), { problems: [], files: 3 })
+})
+
+t.test('problems are found with file:line', async (t) => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ 'rtp.conf': '[general]\nrtpstart 10000\n' }, /^rtp\.conf:2: expected `key = value`/],
+    [{ 'pjsip_wizard.conf': '[john](w_term_io)\nx = 1\n' }, /^pjsip_wizard\.conf:1: \[john\] inherits template `w_term_io`, which is not defined/],
+    [{ 'pjsip_wizard.conf': '[john](w_term_io)\n[w_term_io](!)\n' }, /^pjsip_wizard\.conf:1: .*defined only further down/],
+    [{ 'extensions.conf': '[general]\n#include extensions_local.conf\n' }, /^extensions\.conf:2: #include target `extensions_local\.conf` does not exist/],
+    [{ 'pjsip_wizard.conf': '#include pjsip_endpoint.conf\n[w_term_io](!)\n', 'pjsip_endpoint.conf': '[john](w_term_i)\n' }, /^pjsip_endpoint\.conf:1: \[john\] inherits template `w_term_i`, which is not defined/],
+  ]
+  for (const [files, re] of cases) {
+    const { problems } = await checkConfDir(dirWith(files))
+    t.equal(problems.length, 1, Object.keys(files).join(','))
+    t.match(problems[0], re)
+  }
+})
+
+t.test('the shipped suite passes; dial plan and websms.conf problems are found too', async (t) => {
+  const { cpSync } = await import('node:fs')
+  const { DEFAULTS_DIR } = await import('../src/seed.ts')
+  const dir = mkdtempSync(join(tmpdir(), 'pd-check-'))
+  cpSync(DEFAULTS_DIR, dir, { recursive: true })
+  t.same((await checkConfDir(dir)).problems, [], 'shipped files are clean')
+  writeFileSync(join(dir, 'extensions_local.conf'), '[globals]\nCONTRY_CODE = 1\n\n[dp_entry_call_inout](+)\nexten => 123,1,Goto(dp_nowhere,s,1)\n')
+  writeFileSync(join(dir, 'websms.conf'), '[elks]\npreset = nosuchitsp\n')
+  const { problems } = await checkConfDir(dir)
+  t.ok(problems.some((p) => /^extensions_local\.conf:5: .*dp_nowhere/.test(p)), `a Goto to a missing context: ${problems.join(' | ')}`)
+  t.ok(problems.some((p) => /^websms\.conf:\d+: .*nosuchitsp/.test(p)), 'an unknown preset in websms.conf')
+})
+
+t.test('a template from an included file counts when included above', async (t) => {
+  const tpl = parseConf('[w_term_io](!)\n', 'pjsip_wizard.conf')
+  const ep = parseConf('[john](w_term_io)\n', 'pjsip_endpoint.conf')
+  t.same(templateProblems([tpl, ep]), [])
+  t.equal(templateProblems([ep, tpl]).length, 1)
+})
+
+t.test('an unreadable config dir is one problem, not a crash', async (t) => {
+  const { problems } = await checkConfDir('/nonexistent/pd')
+  t.match(problems, [/config dir \/nonexistent\/pd can't be read: ENOENT/])
+})

@@ -1,0 +1,73 @@
+// No Docker engine runs here, so the image and compose file are checked for what can be checked
+// without building: what they copy exists, and every port, path, variable and command they name
+// agrees with the code and the README.
+import t from 'tap'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { getValues, parseConf, resolveValues } from '../src/conf.ts'
+import { DEFAULT_CERT_FILE, DEFAULT_KEY_FILE } from '../src/cert-config.ts'
+import { portOf } from '../src/apply.ts'
+import { SETTINGS } from '../src/settings.ts'
+
+const root = new URL('..', import.meta.url).pathname
+const read = (f: string) => readFileSync(join(root, f), 'utf8')
+const dockerfile = read('Dockerfile')
+const compose = parseYaml(read('docker-compose.yml')) as { services: Record<string, Record<string, unknown>> }
+const pbx = compose.services.pbx!
+const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> }
+const readme = read('README.md')
+const etc = join(root, 'rootfs/etc/asterisk')
+const transport = parseConf(readFileSync(join(etc, 'pjsip_transport.conf'), 'utf8'))
+const rtp = parseConf(readFileSync(join(etc, 'rtp.conf'), 'utf8'))
+const sipPort = portOf(resolveValues([transport], 'udp', 'bind').at(-1))!
+const tlsPort = portOf(resolveValues([transport], 'tls', 'bind').at(-1))!
+const rtpRange = `${getValues(rtp, 'general', 'rtpstart')[0]}-${getValues(rtp, 'general', 'rtpend')[0]}`
+
+t.test('every COPY source exists', async (t) => {
+  const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/))
+  t.ok(sources.length >= 4)
+  for (const s of sources) t.ok(existsSync(join(root, s)), s)
+})
+
+t.test('entrypoint and healthcheck run package bins under tini', async (t) => {
+  t.match(dockerfile, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"\]$/m)
+  t.match(dockerfile, /^CMD \["privatedial", "run"\]$/m)
+  t.match(dockerfile, /^HEALTHCHECK .*CMD \["privatedial", "health"\]$/m)
+  for (const [name, file] of Object.entries(pkg.bin)) {
+    t.ok(existsSync(join(root, file)), `${name} -> ${file} exists`)
+    t.match(dockerfile, `ln -s /opt/privatedial/${file} /usr/local/bin/${name}`, `${name} is on the image's PATH`)
+  }
+})
+
+t.test('exposed and published ports match the shipped config', async (t) => {
+  const expose = /^EXPOSE (.+)$/m.exec(dockerfile)![1]!.split(/\s+/)
+  for (const p of [`${sipPort}/udp`, `${sipPort}/tcp`, `${tlsPort}/tcp`, `${rtpRange}/udp`]) t.ok(expose.includes(p), `EXPOSE ${p}`)
+  const ports = pbx.ports as string[]
+  for (const p of [`${sipPort}:${sipPort}/udp`, `${sipPort}:${sipPort}/tcp`, `${tlsPort}:${tlsPort}/tcp`, `${rtpRange}:${rtpRange}/udp`]) t.ok(ports.includes(p), `compose publishes ${p}`)
+  for (const p of [sipPort, tlsPort, rtpRange]) t.match(readme, `| ${p}`, `README ports table has ${p}`)
+})
+
+t.test('compose sets only variables the code reads', async (t) => {
+  const known = new Set(SETTINGS.flatMap((s) => [s.name, ...(s.aliases ?? []), ...(s.secret ? [`${s.name}_FILE`] : [])]))
+  for (const name of Object.keys(pbx.environment as object)) t.ok(known.has(name), name)
+  const dockerEnv = [...dockerfile.matchAll(/^\s*(?:ENV )?([A-Z_]+)=\S+ ?\\?$/gm)].map((m) => m[1]!)
+  for (const name of dockerEnv) t.ok(known.has(name), `Dockerfile ENV ${name}`)
+})
+
+t.test('the one volume holds config, certificates, spool and logs, at the paths the code defaults to', async (t) => {
+  t.match(dockerfile, /^VOLUME \/srv$/m)
+  const linked = /for d in ([^;]+); do/.exec(dockerfile)![1]!.trim().split(/\s+/)
+  for (const p of ['/etc/asterisk', '/etc/ssl/asterisk', '/var/spool/asterisk', '/var/log/asterisk']) t.ok(linked.includes(p), `${p} lives in /srv`)
+  for (const f of [DEFAULT_CERT_FILE, DEFAULT_KEY_FILE]) t.ok(linked.some((d) => f.startsWith(d + '/')), `${f} is in the volume`)
+  const volumes = pbx.volumes as string[]
+  t.ok(volumes.some((v) => v.endsWith(':/srv')), 'compose mounts the volume')
+  t.ok(volumes.some((v) => v.endsWith(':/srv/etc/asterisk/pjsip_endpoint.conf')), 'compose mounts the endpoint file from the host')
+  t.match(readme, '| `/srv`', 'README volumes table')
+})
+
+t.test('Docker waits longer than run drains calls', async (t) => {
+  const grace = Number((pbx.environment as Record<string, string>).STOP_GRACE_SECONDS ?? SETTINGS.find((s) => s.name === 'STOP_GRACE_SECONDS')!.default)
+  const compose = Number(/^(\d+)s$/.exec(String(pbx.stop_grace_period))![1])
+  t.ok(compose > grace + 2, `stop_grace_period ${compose}s > STOP_GRACE_SECONDS ${grace}s + a hard stop`)
+})
