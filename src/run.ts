@@ -16,6 +16,7 @@ import type { Settings } from './settings.ts'
 import { supervise, type Supervisor } from './supervise.ts'
 import { watchFiles, type Watcher } from './watch.ts'
 import { FLUSH_INTERVAL_MS, flushVoicemailSpool } from './voicemail-spool.ts'
+import type { Websms } from './websms.ts'
 
 export interface RunOptions {
   settings: Settings
@@ -74,6 +75,14 @@ export async function run(opts: RunOptions): Promise<number> {
   const first = await ensureCertificate(certOpts, { contactCa: false })
   await ownCert()
 
+  // WebSMS takes webhooks even while Asterisk (re)starts: they wait in its queue.
+  let websms: Websms | undefined
+  const websmsPort = settings.get('WEBSMS_PORT')?.value
+  if (websmsPort) {
+    const { startWebsms } = await import('./websms.ts')
+    websms = await startWebsms({ confDir, port: Number(websmsPort), spoolDir: settings.get('WEBSMS_SPOOL_DIR')?.value ?? '/var/spool/asterisk/websms', log: phase('websms') })
+  } else phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
+
   const astLog = log.child('asterisk')
   const supervisor: Supervisor = supervise({
     start: () =>
@@ -95,17 +104,29 @@ export async function run(opts: RunOptions): Promise<number> {
     log: phase('supervise'),
     graceMs: Number(settings.get('STOP_GRACE_SECONDS')?.value ?? 8) * 1000,
     onReady: () => {
+      // Texts that waited while Asterisk was down go out now.
+      websms?.flush()
       const m = process.memoryUsage()
       log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) })
     },
   })
 
-  const watched = [join(confDir, 'pjsip_endpoint.conf'), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])]
+  const websmsConf = join(confDir, 'websms.conf')
+  const watched = [join(confDir, 'pjsip_endpoint.conf'), ...(websms ? [websmsConf] : []), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])]
   const reloadLog = phase('reload')
   const watcher: Watcher = watchFiles({
     files: watched,
     log: phase('watch'),
-    onChange: async (changed) => {
+    onChange: async (files) => {
+      // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
+      if (websms && files.includes(websmsConf)) {
+        await websms.reload().then(
+          () => reloadLog.info('WebSMS reloaded websms.conf'),
+          (err: Error) => reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
+        )
+      }
+      const changed = files.filter((f) => f !== websmsConf)
+      if (!changed.length) return
       if (!supervisor.current()) {
         reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
         return
@@ -141,7 +162,7 @@ export async function run(opts: RunOptions): Promise<number> {
     if (stopping) return
     stopping = true
     log.info(`received ${signal}; shutting down`)
-    void Promise.all([watcher.close(), certs.stop()]).then(() => supervisor.stop(signal))
+    void Promise.all([watcher.close(), certs.stop(), websms?.close()]).then(() => supervisor.stop(signal))
   }
   const hup = () => {
     log.info('received SIGHUP; applying the environment again and reloading Asterisk')
@@ -170,6 +191,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const code = await supervisor.done
   clearInterval(mailTimer)
   await certs.stop()
+  await websms?.close()
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)
   signals.off('SIGHUP', hup)

@@ -133,6 +133,8 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'ACME_EAB_HMAC_KEY', group: 'TLS', secret: true, doc: 'External account binding HMAC key (base64url)', default: 'none', allowed: 'base64url text', parse: (raw) => (/^[A-Za-z0-9_\-]+=*$/.test(raw) ? ok(raw) : bad('not base64url')) },
   { name: 'ACME_CA_FILE', group: 'TLS', doc: 'Extra CA certificate (PEM) trusted for the ACME server\'s HTTPS, for a private CA', default: 'system CAs', allowed: 'an absolute path', parse: path },
   { name: 'ACME_FILE', group: 'TLS', doc: 'Traefik acme.json to take the certificate from (v1 and v2 layouts); watched for changes', default: 'none', allowed: 'an absolute path', parse: path },
+  { name: 'WEBSMS_PORT', group: 'WebSMS', doc: 'Port of the WebSMS listener for ITSP webhooks (incoming SMS over HTTP); put a TLS proxy in front. Unset: WebSMS off', default: 'none (off)', allowed: 'a port number 1-65535, not extensions_local.conf\'s WEBSMS_API_PORT', parse: port },
+  { name: 'WEBSMS_SPOOL_DIR', group: 'WebSMS', doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts', default: '/var/spool/asterisk/websms', allowed: 'an absolute path', parse: path },
   { name: 'ASTERISK_CONF_DIR', group: 'Runtime', doc: 'Directory holding the Asterisk configuration', default: '/etc/asterisk', allowed: 'an absolute path', parse: path },
   { name: 'ASTERISK_BIN', group: 'Runtime', doc: 'Asterisk executable', default: 'asterisk (on PATH)', allowed: 'a command name or absolute path', parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')) },
   { name: 'LOG_LEVEL', group: 'Runtime', doc: 'Least severe log level printed', default: 'info', allowed: 'debug, info, warn or error', parse: oneOf('debug', 'info', 'warn', 'error') },

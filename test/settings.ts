@@ -35,6 +35,8 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
   ACME_EAB_HMAC_KEY: { good: [['abc-_DEF123', 'abc-_DEF123']], bad: ['not base64!'] },
   ACME_CA_FILE: { good: [['/etc/ssl/ca.pem', '/etc/ssl/ca.pem']], bad: ['ca.pem'] },
   ACME_FILE: { good: [['/traefik/acme.json', '/traefik/acme.json']], bad: ['acme.json'] },
+  WEBSMS_PORT: { good: [['8080', '8080']], bad: ['http'] },
+  WEBSMS_SPOOL_DIR: { good: [['/srv/websms', '/srv/websms']], bad: ['websms'] },
   ASTERISK_CONF_DIR: { good: [['/etc/asterisk', '/etc/asterisk']], bad: ['etc/asterisk'] },
   ASTERISK_BIN: { good: [['/usr/sbin/asterisk', '/usr/sbin/asterisk'], ['asterisk', 'asterisk']], bad: ['ast risk'] },
   LOG_LEVEL: { good: [['DEBUG', 'debug'], ['warn', 'warn']], bad: ['verbose', 'trace'] },
