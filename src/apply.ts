@@ -6,6 +6,7 @@ import { getValues, parseConf, printConf, resolveValues, sections, setValues, ty
 import { readConf } from './conf-files.ts'
 import { writeFileAtomic } from './atomic-write.ts'
 import { ConfigError } from './errors.ts'
+import { isMinivmSend } from './minivm-send.ts'
 import { MASK, type Settings } from './settings.ts'
 import type { Logger } from './log.ts'
 import { join } from 'node:path'
@@ -35,7 +36,6 @@ export function portOf(bind: string | undefined): string | undefined {
   return bind ? /:(\d+)$/.exec(bind)?.[1] : undefined
 }
 
-const MAILER = 'minivm-send'
 const SECURITY_FLAG: Record<string, string> = { starttls: 'starttls', tls: 'tls', none: 'smtp' }
 const DEFAULT_SMTP_PORT: Record<string, string> = { starttls: '587', tls: '465', smtp: '25', smtps: '465' }
 
@@ -50,8 +50,8 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   }
   // Another mailer (sendmail -t, ...) can't take our flags; SMTP_* means the user wants ours.
   const flags = new Map<string, string>()
-  const isOurs = words.length > 0 && words[0]!.split('/').at(-1) === MAILER
-  const command = isOurs ? words[0]! : MAILER
+  const isOurs = words.length > 0 && isMinivmSend(words[0]!)
+  const command = isOurs ? words[0]! : 'minivm-send'
   const rest: string[] = []
   if (isOurs) {
     for (let i = 1; i < words.length; i++) {

@@ -4,7 +4,7 @@ import shellQuote from 'shell-quote'
 import { getValues } from './conf.ts'
 import { readConf } from './conf-files.ts'
 import type { Logger } from './log.ts'
-import { flushSpool, parseArgs, type FlushResult } from './minivm-send.ts'
+import { flushSpool, isMinivmSend, parseArgs, type FlushResult } from './minivm-send.ts'
 
 export const FLUSH_INTERVAL_MS = 5 * 60_000
 
@@ -12,7 +12,7 @@ export async function flushVoicemailSpool(confDir: string, env: NodeJS.ProcessEn
   const doc = await readConf(confDir, 'minivm.conf')
   const mailcmd = doc ? getValues(doc, 'general', 'mailcmd').at(-1) : undefined
   const words = mailcmd ? shellQuote.parse(mailcmd) : []
-  if (!words.length || words.some((w) => typeof w !== 'string') || String(words[0]).split('/').at(-1) !== 'minivm-send') {
+  if (!words.length || words.some((w) => typeof w !== 'string') || !isMinivmSend(String(words[0]))) {
     log.debug('minivm.conf mailcmd is not minivm-send; no spool to flush')
     return undefined
   }

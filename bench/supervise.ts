@@ -1,0 +1,53 @@
+// `privatedial run` against a real Asterisk: start-up with 1,000 endpoints, save-to-live for a new
+// endpoint, and the node process's memory. Needs ASTERISK_BIN and sipp, like the tests.
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { execa } from 'execa'
+import { findAsterisk, freePort, prepareTestPbx } from '../test/helpers/asterisk.ts'
+import { finalResponses, findSipp, runSipp } from '../test/helpers/sipp.ts'
+
+const asterisk = findAsterisk()
+const sipp = findSipp()
+if (typeof asterisk === 'string' || typeof sipp === 'string') {
+  console.log(`run benchmarks skipped: ${typeof asterisk === 'string' ? asterisk : sipp}`)
+} else {
+  const conf = await prepareTestPbx(asterisk)
+  const file = join(conf.etc, 'pjsip_endpoint.conf')
+  let extra = ''
+  for (let i = 0; i < 1000; i++) extra += `\n[bench${i}](w_term:test)\nhint_exten = +1303555${String(i).padStart(4, '0')}\ninbound_auth/username = bench${i}\ninbound_auth/password = bench-pw-${i}\n`
+  writeFileSync(file, readFileSync(file, 'utf8') + extra)
+  const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
+  const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', ASTERISK_CONF_DIR: conf.etc, ASTERISK_BIN: asterisk.bin, ASTERISK_USER: 'root', TLS_CERT_FILE: conf.certFile, TLS_KEY_FILE: conf.keyFile, MINIVM_SPOOL_DIR: join(conf.dir, 'outbox') }
+  const t0 = performance.now()
+  const proc = execa(process.execPath, [cli, 'run'], { env, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+  let out = ''
+  const seen = new Map<string, number>()
+  const marks: [string, RegExp][] = [['spawned', /Asterisk started/], ['ready', /PrivateDial ready/], ['reloaded', /reloaded after a change/]]
+  proc.all!.on('data', (c: Buffer) => {
+    out += c.toString()
+    for (const [k, re] of marks) if (!seen.has(k) && re.test(out)) seen.set(k, performance.now())
+  })
+  const until = async (k: string) => {
+    for (const end = Date.now() + 60_000; !seen.has(k); await new Promise((r) => setTimeout(r, 5))) if (Date.now() > end) throw new Error(`no "${k}" in run's output:\n${out}`)
+    return seen.get(k)!
+  }
+  console.log(`run start to Asterisk spawned, 1,000 endpoints: ${((await until('spawned')) - t0).toFixed(0)} ms (whole process, goal < 200 ms)`)
+  console.log(`run start to PBX ready (Asterisk fully booted), 1,000 endpoints: ${((await until('ready')) - t0).toFixed(0)} ms`)
+  console.log(`  ${/PrivateDial ready.*/.exec(out)?.[0]}`)
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) / 1024
+  console.log(`resident memory of the node process after boot: ${rss.toFixed(1)} MB (goal < 60 MB)`)
+
+  const saved = performance.now()
+  writeFileSync(file, readFileSync(file, 'utf8') + '\n[newbie](w_term:test)\nhint_exten = +13035559999\ninbound_auth/username = newbie\ninbound_auth/password = newbie-pw-1\n')
+  let live = 0
+  for (let tries = 0; tries < 200 && !live; tries++) {
+    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target: `127.0.0.1:${conf.sipPort}`, port: await freePort(), auth: { user: 'newbie', password: 'newbie-pw-1' } })
+    if (finalResponses(r, 'REGISTER').at(-1) === 200) live = performance.now()
+  }
+  console.log(`save of pjsip_endpoint.conf to the new endpoint registering, 1,000 endpoints: ${live ? (live - saved).toFixed(0) + ' ms' : 'never'} (reload logged after ${((await until('reloaded')) - saved).toFixed(0)} ms; goal < 1000 ms)`)
+  if (process.env.BENCH_LOG_LEVEL) console.log(out.split('\n').filter((l) => !/ asterisk: /.test(l)).slice(0, 30).join('\n'))
+  proc.kill('SIGTERM')
+  await proc
+  await conf.remove()
+}

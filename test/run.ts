@@ -1,0 +1,180 @@
+// `privatedial run` as the container runs it, against a real Asterisk: readiness, health, live
+// reload of pjsip_endpoint.conf, SIGHUP, crash restart, and a stop that leaves nothing behind.
+import t, { type Test } from 'tap'
+import { execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa, type ResultPromise } from 'execa'
+import { findAsterisk, freePort, prepareTestPbx, USERS } from './helpers/asterisk.ts'
+import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
+
+const asterisk = findAsterisk()
+const sipp = findSipp()
+const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
+
+/** Pids of the processes whose parent is `pid`, recursively. */
+function descendants(pid: number): number[] {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
+  const pairs = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number) as [number, number])
+  const kids = pairs.filter(([, ppid]) => ppid === pid).map(([p]) => p)
+  return kids.flatMap((k) => [k, ...descendants(k)])
+}
+
+if (typeof asterisk === 'string') t.plan(0, `skipped: ${asterisk}`)
+else if (typeof sipp === 'string') t.plan(0, `skipped: ${sipp}`)
+else {
+  const conf = await prepareTestPbx(asterisk)
+  t.teardown(() => conf.remove())
+  const env = {
+    ...process.env,
+    ASTERISK_CONF_DIR: conf.etc,
+    ASTERISK_BIN: asterisk.bin,
+    ASTERISK_USER: 'root',
+    TLS_CERT_FILE: conf.certFile,
+    TLS_KEY_FILE: conf.keyFile,
+    MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+    STOP_GRACE_SECONDS: '3',
+    LOG_LEVEL: 'debug',
+  }
+  let output = ''
+  const waiters = new Set<() => void>()
+  const proc: ResultPromise = execa(process.execPath, [cli, 'run'], { env, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+  proc.all!.on('data', (c: Buffer) => {
+    output += c.toString()
+    for (const w of waiters) w()
+  })
+  t.teardown(() => void proc.kill('SIGKILL'))
+  /** Resolves with the first match in run's output after `from`, or fails after a generous bound. */
+  const waitFor = (re: RegExp, from = 0, ms = 30_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = output.slice(from).match(re)
+        if (m) done(() => resolve(m))
+      }
+      const timer = setTimeout(() => done(() => reject(new Error(`run did not print ${re} within ${ms} ms:\n${output.slice(from)}`))), ms)
+      const done = (f: () => void) => {
+        clearTimeout(timer)
+        waiters.delete(check)
+        f()
+      }
+      waiters.add(check)
+      check()
+    })
+  const target = `127.0.0.1:${conf.sipPort}`
+  /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
+  const register = async (user: string, password: string, port?: number) => {
+    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target, port: port ?? (await freePort()), auth: { user, password } })
+    return finalResponses(r, 'REGISTER').at(-1)
+  }
+  /** Waits until Asterisk counts `n` active calls (the callee answered). */
+  const callsUp = async (n: number) => {
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const r = await execa(asterisk.bin, ['-C', join(conf.etc, 'asterisk.conf'), '-rx', 'core show channels count'], { reject: false })
+      if (new RegExp(`^${n} active call`, 'm').test(r.stdout)) return
+    }
+    throw new Error(`no ${n} active call(s) within 15 s`)
+  }
+  /** Alice calls bob's registered phone, which answers; alice hangs up after 6 s. Resolves once the call is up. */
+  const aliceCallsBob = async (t: Test) => {
+    const bobPort = await freePort()
+    t.equal(await register('bob', USERS.bob.password, bobPort), 200, "bob's phone registers")
+    const bob = await startSipp(sipp.bin, { scenario: 'uas-answer-wait.xml', target, port: bobPort })
+    const alice = await startSipp(sipp.bin, { scenario: 'uac-call-6s.xml', target, port: await freePort(), auth: { user: 'alice', password: USERS.alice.password }, keys: { from: 'alice', to: USERS.bob.number } })
+    await callsUp(1)
+    return { alice, bob }
+  }
+  const health = () => execa(process.execPath, [cli, 'health'], { env, extendEnv: false, reject: false })
+
+  t.test('run starts Asterisk and says when it is ready', async (t) => {
+    await waitFor(/PrivateDial ready \d+ ms after start/)
+    t.match(output, /Asterisk fully booted in \d+ ms/)
+    t.match(output, /INFO  asterisk: /, "Asterisk's own log lines reach run's output, prefixed")
+    t.notMatch(output, /ERROR  ?asterisk: /, 'Asterisk logged no error at boot')
+  })
+
+  t.test('health is healthy while Asterisk runs', async (t) => {
+    const h = await health()
+    t.equal(h.exitCode, 0, h.stdout)
+    t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp/m)
+  })
+
+  t.test('a user added to pjsip_endpoint.conf can register after the save; removed, can\'t', async (t) => {
+    const file = join(conf.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is unknown at first')
+    const from = output.length
+    writeFileSync(file, `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=\d+/, from)
+    t.equal(await register('frank', 'frank-pw-1a2b'), 200, 'frank registers')
+    const from2 = output.length
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from2)
+    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is gone again')
+  })
+
+  t.test('a broken endpoint file is not loaded; Asterisk keeps the users it has', async (t) => {
+    const file = join(conf.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    const from = output.length
+    writeFileSync(file, `${original}\n[grace](w_term:nope)\ninbound_auth/username = grace\n`)
+    await waitFor(/not reloading after the change to pjsip_endpoint\.conf/, from)
+    t.match(output.slice(from), /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/)
+    t.equal(await register('alice', USERS.alice.password), 200, 'alice still registers')
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
+  })
+
+  t.test('a call in progress survives a reload', async (t) => {
+    const { alice, bob } = await aliceCallsBob(t)
+    const file = join(conf.etc, 'pjsip_endpoint.conf')
+    const from = output.length
+    writeFileSync(file, readFileSync(file, 'utf8') + '\n; a harmless edit\n[x-reload](w_term:test)\ninbound_auth/username = x-reload\ninbound_auth/password = x-pw-0000\n')
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
+    const [a, b] = await Promise.all([alice.done, bob.done])
+    t.equal(a.code, 0, `the caller's call went to its normal end\n${a.summary}`)
+    t.same(finalResponses(a, 'BYE'), [200], 'the caller hung up after the reload and was answered: the call was still up')
+    t.equal(b.code, 0, `the callee saw the call to its end\n${b.summary}\n${b.errors}`)
+  })
+
+  t.test('SIGHUP applies the environment again and reloads without a restart', async (t) => {
+    const pid = execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim()
+    const from = output.length
+    proc.kill('SIGHUP')
+    await waitFor(/reloaded Asterisk \(core reload\)/, from)
+    t.equal(execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(), pid, 'same Asterisk process')
+  })
+
+  t.test('a crashed Asterisk is restarted', async (t) => {
+    const pid = Number(execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim())
+    const from = output.length
+    process.kill(pid, 'SIGKILL')
+    await waitFor(/Asterisk exited unexpectedly \(signal SIGKILL\) after \d+ ms; restarting in 1000 ms/, from)
+    await waitFor(/Asterisk fully booted in \d+ ms/, from)
+    t.equal((await health()).exitCode, 0, 'healthy again')
+  })
+
+  t.test('SIGTERM with a call up drains, stops Asterisk and leaves no process', async (t) => {
+    const { alice, bob } = await aliceCallsBob(t)
+    const kids = descendants(proc.pid!)
+    t.ok(kids.length >= 1, 'run has Asterisk as a child')
+    const from = output.length
+    proc.kill('SIGTERM')
+    const r = await proc
+    t.equal(r.exitCode, 0, 'run exits 0')
+    t.match(output.slice(from), /received SIGTERM; shutting down/)
+    t.match(output.slice(from), /stopping Asterisk \(SIGTERM\): new calls refused, calls in progress have 3 s/)
+    t.match(output.slice(from), /calls still up after 3 s; stopping Asterisk now/)
+    t.match(output.slice(from), /Asterisk stopped/)
+    const alive = kids.filter((p) => {
+      try {
+        process.kill(p, 0)
+        return true
+      } catch {
+        return false
+      }
+    })
+    t.same(alive, [], 'no process of run is left')
+    alice.stop()
+    bob.stop()
+  })
+}
