@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { ensureCertificate, keepCertificateFresh } from './cert.ts'
 import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
+import { prepareAsteriskDirs } from './asterisk-dirs.ts'
 import { rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError } from './errors.ts'
@@ -64,6 +65,7 @@ export async function run(opts: RunOptions): Promise<number> {
   if (problems.length) throw new ConfigError(problems)
   phase('check').info(`config dir ${confDir} is valid`, { files })
   const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
+  await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.
   const ownCert = async () => {
