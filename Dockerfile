@@ -7,6 +7,14 @@ ARG DEBIAN=debian:sid-slim
 
 FROM ${NODE} AS node
 
+# src/ compiled to JavaScript: the resident run then carries no TypeScript stripper.
+FROM ${NODE} AS build
+WORKDIR /opt/privatedial
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+RUN npm ci --no-audit --no-fund
+COPY src ./src
+RUN npm run build
+
 # Production dependencies only; nothing of npm stays in the final image.
 FROM ${NODE} AS deps
 WORKDIR /opt/privatedial
@@ -24,14 +32,14 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 WORKDIR /opt/privatedial
 COPY --from=deps /opt/privatedial/node_modules ./node_modules
 COPY package.json ./
-COPY bin ./bin
-COPY src ./src
+COPY --from=build /opt/privatedial/dist ./dist
 COPY rootfs ./rootfs
 # Everything that must survive the container lives under /srv, the one volume; the usual paths
 # point there so the spec's file names (/etc/asterisk/..., /etc/ssl/asterisk/...) keep working.
 RUN set -eux; \
-    ln -s /opt/privatedial/bin/privatedial.js /usr/local/bin/privatedial; \
-    ln -s /opt/privatedial/bin/minivm-send.js /usr/local/bin/minivm-send; \
+    chmod 755 dist/cli.js dist/minivm-send-cli.js; \
+    ln -s /opt/privatedial/dist/cli.js /usr/local/bin/privatedial; \
+    ln -s /opt/privatedial/dist/minivm-send-cli.js /usr/local/bin/minivm-send; \
     for d in /etc/asterisk /etc/ssl/asterisk /var/spool/asterisk /var/log/asterisk /var/lib/asterisk/db; do \
       rm -rf "$d"; mkdir -p "/srv$d" "$(dirname "$d")"; ln -s "/srv$d" "$d"; \
     done; \

@@ -12,7 +12,7 @@ import { DEFAULTS_DIR } from '../src/seed.ts'
 import { defaultAsteriskBin } from '../scripts/asterisk-bin.ts'
 
 function endpoints(n: number): string {
-  let text = '[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
+  let text = '[itsp:bench](w_trunk)\nremote_hosts = sip.example.com\n\n[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
   for (let i = 0; i < n; i++) {
     const num = String(2025550000 + i)
     text += `[user${i}](w_term:bench)\nhint_exten = +1${num}\nendpoint/callerid = User ${i} <+1${num}>\ninbound_auth/username = user${i}\ninbound_auth/password = secret${i}\n\n`

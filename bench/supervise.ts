@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { execFileSync } from 'node:child_process'
 import { execa } from 'execa'
 import { findAsterisk, freePort, prepareTestPbx } from '../test/helpers/asterisk.ts'
 import { finalResponses, findSipp, runSipp } from '../test/helpers/sipp.ts'
@@ -17,7 +18,9 @@ if (typeof asterisk === 'string' || typeof sipp === 'string') {
   let extra = ''
   for (let i = 0; i < 1000; i++) extra += `\n[bench${i}](w_term:test)\nhint_exten = +1303555${String(i).padStart(4, '0')}\ninbound_auth/username = bench${i}\ninbound_auth/password = bench-pw-${i}\n`
   writeFileSync(file, readFileSync(file, 'utf8') + extra)
-  const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
+  // What the image runs: src/ compiled to dist/.
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
+  const cli = new URL('../dist/cli.js', import.meta.url).pathname
   const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', ASTERISK_CONF_DIR: conf.etc, ASTERISK_BIN: asterisk.bin, ASTERISK_USER: 'root', TLS_CERT_FILE: conf.certFile, TLS_KEY_FILE: conf.keyFile, MINIVM_SPOOL_DIR: join(conf.dir, 'outbox') }
   const t0 = performance.now()
   const proc = execa(process.execPath, [cli, 'run'], { env, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })

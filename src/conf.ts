@@ -322,14 +322,28 @@ export function setValues(doc: ConfDoc, name: string, key: string, values: strin
  * do). The effective single value is the last element.
  */
 export function resolveValues(docs: ConfDoc[], name: string, key: string): string[] {
-  const all = docs.flatMap(sections)
-  const walk = (n: string, seen: string[]): string[] => {
+  return templateResolver(docs)(name, key)
+}
+
+/**
+ * resolveValues for many lookups in the same documents: the sections are indexed by name once,
+ * so resolving every section of a 10,000-endpoint file stays linear. Index the documents as they
+ * are now; an edit afterwards needs a new resolver.
+ */
+export function templateResolver(docs: ConfDoc[]): (name: string, key: string) => string[] {
+  const byName = new Map<string, Section[]>()
+  for (const s of docs.flatMap(sections)) {
+    const list = byName.get(s.name)
+    if (list) list.push(s)
+    else byName.set(s.name, [s])
+  }
+  const walk = (n: string, key: string, seen: string[]): string[] => {
     if (seen.includes(n)) throw new Error(`template cycle: ${[...seen, n].join(' -> ')}`)
-    const own = all.filter((s) => s.name === n)
+    const own = byName.get(n) ?? []
     const out: string[] = []
-    for (const s of own) for (const t of s.templates) out.push(...walk(t, [...seen, n]))
+    for (const s of own) for (const t of s.templates) out.push(...walk(t, key, [...seen, n]))
     for (const s of own) for (const e of s.entries) if (e.key === key) out.push(e.value)
     return out
   }
-  return walk(name, [])
+  return (name, key) => walk(name, key, [])
 }

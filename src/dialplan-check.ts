@@ -2,7 +2,7 @@
 // context, extension or label that isn't there, an include of a missing context, a global the dial
 // plan reads but nobody defines, an endpoint pointing at a context or trunk that doesn't exist.
 // Pure: parsed documents in (conf.ts), "file:line: problem" out.
-import { resolveValues, sections, type ConfDoc, type Section } from './conf.ts'
+import { sections, templateResolver, type ConfDoc, type Section } from './conf.ts'
 
 /** Sections of extensions.conf that hold settings, not extensions. */
 const NOT_CONTEXTS = new Set(['general', 'globals'])
@@ -221,32 +221,33 @@ const ENDPOINT_CONTEXT_KEYS: Record<string, string[]> = {
  * A key's values in one section, its templates' first. Per section, not per name: in pjsip.conf an
  * endpoint, its aor and its auth often share a name.
  */
-const valuesOf = (docs: ConfDoc[], section: Section, key: string) => [
-  ...section.templates.flatMap((t) => resolveValues(docs, t, key)),
+const valuesOf = (resolve: (name: string, key: string) => string[], section: Section, key: string) => [
+  ...section.templates.flatMap((t) => resolve(t, key)),
   ...section.entries.filter((e) => e.key === key).map((e) => e.value),
 ]
 
 /** Contexts that endpoints name, and trunks that users name in TRUNK_ENDPOINT, must exist. */
 function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): string[] {
   const problems: string[] = []
-  const objects: { docs: ConfDoc[]; doc: ConfDoc; section: Section; type: string }[] = []
+  const objects: { resolve: (name: string, key: string) => string[]; doc: ConfDoc; section: Section; type: string }[] = []
   for (const docs of trees) {
+    const resolve = templateResolver(docs)
     for (const doc of docs) {
       for (const section of sections(doc)) {
-        const type = section.isTemplate ? undefined : valuesOf(docs, section, 'type').at(-1)
-        if (type) objects.push({ docs, doc, section, type })
+        const type = section.isTemplate ? undefined : valuesOf(resolve, section, 'type').at(-1)
+        if (type) objects.push({ resolve, doc, section, type })
       }
     }
   }
   const endpoints = new Set(objects.filter((o) => o.type === 'wizard' || o.type === 'endpoint').map((o) => o.section.name))
-  for (const { docs, doc, section, type } of objects) {
+  for (const { resolve, doc, section, type } of objects) {
     const at = `${doc.file}:${section.line}: [${section.name}]`
     for (const key of ENDPOINT_CONTEXT_KEYS[type] ?? []) {
-      const context = valuesOf(docs, section, key).at(-1)
+      const context = valuesOf(resolve, section, key).at(-1)
       if (context && !dynamic(context) && !contexts.has(context)) problems.push(`${at} ${key} = ${context}: no such context in the dial plan`)
     }
     if (type !== 'wizard') continue
-    const vars = valuesOf(docs, section, 'endpoint/set_var').map((v) => v.split('='))
+    const vars = valuesOf(resolve, section, 'endpoint/set_var').map((v) => v.split('='))
     const trunk = vars.filter(([name]) => name?.trim() === 'TRUNK_ENDPOINT').at(-1)?.slice(1).join('=').trim()
     if (trunk && !endpoints.has(trunk)) problems.push(`${at} TRUNK_ENDPOINT=${trunk}: no such endpoint`)
   }

@@ -1,14 +1,15 @@
 // `privatedial health`: healthy when Asterisk answers its remote console and every transport the
 // config defines is up (a transport whose bind failed is missing from `pjsip show transports`).
 import { rx, type AsteriskTarget } from './asterisk.ts'
-import { sections, resolveValues, type ConfDoc } from './conf.ts'
+import { sections, templateResolver, type ConfDoc } from './conf.ts'
 import { readConfTree } from './conf-files.ts'
 
 /** Non-template sections of type transport, through their templates. */
 export function definedTransports(docs: ConfDoc[]): string[] {
+  const resolve = templateResolver(docs)
   return docs
     .flatMap(sections)
-    .filter((s) => !s.isTemplate && resolveValues(docs, s.name, 'type').at(-1) === 'transport')
+    .filter((s) => !s.isTemplate && resolve(s.name, 'type').at(-1) === 'transport')
     .map((s) => s.name)
 }
 
