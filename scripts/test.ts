@@ -2,7 +2,9 @@
 // "tests: N passed, N failed, N skipped" (leaf assertions; a skipped subtest or file counts once,
 // and its reason is listed, so a skip is never mistaken for a pass).
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Parser, type Result } from 'tap-parser'
 import { defaultAsteriskBin } from './asterisk-bin.ts'
 
@@ -58,8 +60,13 @@ function watch(p: Parser, path: string[]): void {
 }
 const parser = new Parser()
 watch(parser, [])
+// Tests make temp dirs (config copies, Asterisk scratch dirs, spools); they all go under one that
+// is removed afterwards, so a run leaves nothing in /tmp even where a test forgets to clean up.
+const scratch = mkdtempSync(join(tmpdir(), 'privatedial-test-'))
+process.env.TMPDIR = scratch
 const code = await run(bin('tap'), ['--reporter=tap', ...process.argv.slice(2)], (c) => parser.write(c))
 parser.end()
+rmSync(scratch, { recursive: true, force: true })
 for (const s of skips) console.log(`skipped: ${s}`)
 console.log(`tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)
 process.exit(code !== 0 ? code : counts.failed ? 1 : 0)

@@ -35,6 +35,17 @@ export interface CheckResult {
   files: number
 }
 
+/** app_minivm copies mailcmd into a 160-byte buffer: a longer one is cut short without a word. */
+export const MINIVM_MAILCMD_MAX = 159
+
+function mailcmdProblems(docs: Map<string, ConfDoc>): string[] {
+  const doc = docs.get('minivm.conf')
+  const entry = doc && sections(doc).filter((s) => s.name === 'general').flatMap((s) => s.entries).filter((e) => e.key === 'mailcmd').at(-1)
+  const bytes = entry ? Buffer.byteLength(entry.value) : 0
+  if (!doc || !entry || bytes <= MINIVM_MAILCMD_MAX) return []
+  return [`${doc.file}:${entry.line}: mailcmd is ${bytes} bytes; MiniVM keeps only the first ${MINIVM_MAILCMD_MAX} and would run \`${entry.value.slice(0, MINIVM_MAILCMD_MAX)}\`: shorten it (the password belongs in SMTP_PASSWORD, not -p)`]
+}
+
 /** websms.conf is read by the WebSMS service, not Asterisk: its own rules apply. */
 function websmsProblems(docs: Map<string, ConfDoc>): string[] {
   const doc = docs.get('websms.conf')
@@ -73,6 +84,6 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
     problems.push(...tree.missing, ...templateProblems(tree.docs))
     trees.set(root, tree.docs)
   }
-  problems.push(...dialplanProblems(trees), ...websmsProblems(docs))
+  problems.push(...dialplanProblems(trees), ...websmsProblems(docs), ...mailcmdProblems(docs))
   return { problems, files: names.length }
 }

@@ -48,6 +48,14 @@ t.test('the shipped suite passes; dial plan and websms.conf problems are found t
   t.ok(problems.some((p) => /^websms\.conf:\d+: .*nosuchitsp/.test(p)), 'an unknown preset in websms.conf')
 })
 
+t.test('a mailcmd MiniVM would cut short is a problem', async (t) => {
+  const ok = `[general]\nmailcmd = minivm-send -H mx.example.com:587 -u u -f ${'x'.repeat(100)}@example.com\n`
+  t.same((await checkConfDir(dirWith({ 'minivm.conf': ok }))).problems, [])
+  const long = `[general]\nmailcmd = minivm-send -H mx.example.com:587 -P starttls -u voicemail@example.com -f ${'x'.repeat(120)}@example.com\n`
+  const { problems } = await checkConfDir(dirWith({ 'minivm.conf': long }))
+  t.match(problems, [/^minivm\.conf:2: mailcmd is 206 bytes; MiniVM keeps only the first 159 and would run `minivm-send .*x`: shorten it/])
+})
+
 t.test('a template from an included file counts when included above', async (t) => {
   const tpl = parseConf('[w_term_io](!)\n', 'pjsip_wizard.conf')
   const ep = parseConf('[john](w_term_io)\n', 'pjsip_endpoint.conf')

@@ -27,7 +27,10 @@ else {
   process.env.SMTP_PASSWORD = users['vm@example.com']
   process.env.MINIVM_SPOOL_DIR = outbox
   const minivmSend = new URL('../bin/minivm-send.js', import.meta.url).pathname
-  const mailcmd = `${minivmSend} -H 127.0.0.1:${smtpPort} -P starttls --ca-file ${tls.certFile} -u vm@example.com -f pbx@example.com`
+  // MiniVM keeps 159 bytes of mailcmd (check.ts says so): a temp path to a CA file would not fit,
+  // so this relay's self-signed certificate is accepted with --insecure; test/minivm-send.ts
+  // covers certificate checking.
+  const mailcmd = `${minivmSend} -H 127.0.0.1:${smtpPort} -P starttls --insecure -u vm@example.com -f pbx@example.com`
   const pbx = await startTestPbx(tools.asterisk, {
     edit: {
       'extensions_local.conf': (doc) => setValue(doc, 'globals', 'DIAL_TIMEOUT', '2'),
