@@ -159,6 +159,11 @@ else {
     t.ok(kids.length >= 1, 'run has Asterisk as a child')
     const from = output.length
     proc.kill('SIGTERM')
+    await waitFor(/stopping Asterisk \(SIGTERM\)/, from)
+    // While the call in progress may finish, a new one is turned away.
+    const late = await runSipp(sipp.bin, { scenario: 'uac-call.xml', target, port: await freePort(), auth: { user: 'carol', password: USERS.carol.password }, keys: { from: 'carol', to: USERS.bob.number } })
+    const answer = finalResponses(late, 'INVITE').at(-1)
+    t.ok(answer !== undefined && answer >= 400, `a new call during the drain is refused (${answer})\n${late.summary}`)
     const r = await proc
     t.equal(r.exitCode, 0, 'run exits 0')
     t.match(output.slice(from), /received SIGTERM; shutting down/)
