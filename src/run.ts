@@ -96,11 +96,7 @@ export async function run(opts: RunOptions): Promise<number> {
           else astLog.info(line)
         },
       }),
-    waitReady: (c) => {
-      let alive = true
-      void c.exited.then(() => (alive = false))
-      return waitFullyBooted(target, () => alive)
-    },
+    waitReady: (_c, alive) => waitFullyBooted(target, alive),
     drain: () => rx(target, 'core stop gracefully').then(() => undefined),
     stopNow: () => rx(target, 'core stop now').then(() => undefined),
     log: phase('supervise'),

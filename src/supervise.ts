@@ -6,8 +6,8 @@ import { DEFAULT_POLICY, onCrash, type CrashHistory, type RestartPolicy } from '
 
 export interface SuperviseDeps {
   start(): Child
-  /** Resolves when the child is fully booted; rejects if it can't tell. */
-  waitReady(child: Child): Promise<void>
+  /** Resolves when the child is fully booted; rejects if it can't tell. `alive` is false once it exited. */
+  waitReady(child: Child, alive: () => boolean): Promise<void>
   /** Refuse new calls and let calls in progress finish (`core stop gracefully`). */
   drain(): Promise<void>
   /** Stop at once, hanging up calls (`core stop now`). */
@@ -80,7 +80,7 @@ export function supervise(deps: SuperviseDeps): Supervisor {
       let alive = true
       void c.exited.then(() => (alive = false))
       deps
-        .waitReady(c)
+        .waitReady(c, () => alive)
         .then(() => {
           const bootMs = now() - startedAt
           log.info(`Asterisk fully booted in ${bootMs} ms`, { pid: c.pid })
