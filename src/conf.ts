@@ -94,7 +94,10 @@ function stripComments(raw: string, depth: number): { code: string; map: number[
   return { code, map, depth }
 }
 
-const unescape = (s: string) => s.replace(/\\;/g, ';')
+const unescape = (s: string) => (s.includes('\\;') ? s.replace(/\\;/g, ';') : s)
+
+// Asterisk trims with isspace(): space, \t, \n, \v, \f, \r.
+const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13)
 
 function parseHeader(code: string, file: string, line: number): Section {
   const close = code.indexOf(']')
@@ -124,14 +127,17 @@ function parseEntry(code: string, map: number[] | undefined, rawLength: number) 
   if (!key) return `missing key before '=' in \`${code.trim()}\``
   const op: Op = code[eq + 1] === '>' ? '=>' : '='
   let start = eq + op.length
-  while (start < code.length && /\s/.test(code[start]!)) start++
+  while (start < code.length && isSpace(code.charCodeAt(start))) start++
   let end = code.length
-  while (end > start && /\s/.test(code[end - 1]!)) end--
+  while (end > start && isSpace(code.charCodeAt(end - 1))) end--
   const at = (i: number) => (map ? map[i]! : i)
   const valueStart = start < code.length ? at(start) : rawLength
   const valueEnd = end > start ? at(end - 1) + 1 : valueStart
   return { key, op, value: unescape(code.slice(start, end)), valueStart, valueEnd }
 }
+
+/** Blank and comment-only lines are most of a file; they share one (never mutated) value. */
+const BLANK: Parsed = Object.freeze({ kind: 'blank' })
 
 export function parseConf(text: string, file = '<string>'): ConfDoc {
   const rawLines = text.split('\n')
@@ -140,7 +146,8 @@ export function parseConf(text: string, file = '<string>'): ConfDoc {
   let depth = 0
   let openedAt = 0
   let current: Section | undefined
-  rawLines.forEach((raw, i) => {
+  for (let i = 0; i < rawLines.length; i++) {
+    const raw = rawLines[i]!
     const lineNo = i + 1
     const stripped = stripComments(raw.endsWith('\r') ? raw.slice(0, -1) : raw, depth)
     if (depth === 0 && stripped.depth > 0) openedAt = lineNo
@@ -149,7 +156,7 @@ export function parseConf(text: string, file = '<string>'): ConfDoc {
     const trimmed = code.trim()
     let parsed: Parsed
     if (!trimmed) {
-      parsed = { kind: 'blank' }
+      parsed = BLANK
     } else if (trimmed.startsWith('#')) {
       const m = /^#\s*(include|tryinclude|exec)\s+(.+)$/.exec(trimmed)
       if (!m) throw new ConfSyntaxError(file, lineNo, `unknown directive \`${trimmed}\`; expected #include, #tryinclude or #exec`)
@@ -167,7 +174,7 @@ export function parseConf(text: string, file = '<string>'): ConfDoc {
       parsed = { kind: 'entry', entry, valueStart: e.valueStart, valueEnd: e.valueEnd }
     }
     lines.push({ raw, parsed })
-  })
+  }
   if (depth > 0) throw new ConfSyntaxError(file, openedAt, 'block comment `;--` opened here is never closed with `--;`')
   return { file, eol, lines }
 }
@@ -176,16 +183,29 @@ export function printConf(doc: ConfDoc): string {
   return doc.lines.map((l) => l.raw).join('\n')
 }
 
-export function sections(doc: ConfDoc): Section[] {
-  const out: Section[] = []
-  for (const l of doc.lines) if (l.parsed.kind === 'section') out.push(l.parsed.section)
-  return out
+// A check asks for a document's sections and directives many times, and a 1,000-endpoint file is
+// 5,000 lines: list them once per document. Only findOrAddSection changes either list; it drops them.
+const indexes = new WeakMap<ConfDoc, { sections: Section[]; directives: Directive[] }>()
+
+function indexOf(doc: ConfDoc): { sections: Section[]; directives: Directive[] } {
+  let index = indexes.get(doc)
+  if (!index) {
+    index = { sections: [], directives: [] }
+    for (const l of doc.lines) {
+      if (l.parsed.kind === 'section') index.sections.push(l.parsed.section)
+      else if (l.parsed.kind === 'directive') index.directives.push(l.parsed.directive)
+    }
+    indexes.set(doc, index)
+  }
+  return index
 }
 
-export function directives(doc: ConfDoc): Directive[] {
-  const out: Directive[] = []
-  for (const l of doc.lines) if (l.parsed.kind === 'directive') out.push(l.parsed.directive)
-  return out
+export function sections(doc: ConfDoc): readonly Section[] {
+  return indexOf(doc).sections
+}
+
+export function directives(doc: ConfDoc): readonly Directive[] {
+  return indexOf(doc).directives
 }
 
 /** Values of `key` set directly in every section named `name` (no templates), in file order. */
@@ -264,8 +284,9 @@ function findOrAddSection(doc: ConfDoc, name: string): Section {
   const gap = at > 0 && doc.lines[at - 1]!.raw.trim() !== ''
   const section: Section = { name, line: 0, isTemplate: false, extend: false, templates: [], entries: [] }
   const added: Line[] = [{ raw: `[${name}]${cr}`, parsed: { kind: 'section', section } }]
-  if (gap) added.unshift({ raw: cr, parsed: { kind: 'blank' } })
+  if (gap) added.unshift({ raw: cr, parsed: BLANK })
   doc.lines.splice(at, 0, ...added)
+  indexes.delete(doc)
   renumber(doc)
   return section
 }
@@ -322,7 +343,7 @@ export function setValues(doc: ConfDoc, name: string, key: string, values: strin
  * do). The effective single value is the last element.
  */
 export function resolveValues(docs: ConfDoc[], name: string, key: string): string[] {
-  return templateResolver(docs)(name, key)
+  return [...templateResolver(docs)(name, key)]
 }
 
 /**
@@ -330,19 +351,27 @@ export function resolveValues(docs: ConfDoc[], name: string, key: string): strin
  * so resolving every section of a 10,000-endpoint file stays linear. Index the documents as they
  * are now; an edit afterwards needs a new resolver.
  */
-export function templateResolver(docs: ConfDoc[]): (name: string, key: string) => string[] {
+export function templateResolver(docs: ConfDoc[]): (name: string, key: string) => readonly string[] {
   const byName = new Map<string, Section[]>()
   for (const s of docs.flatMap(sections)) {
     const list = byName.get(s.name)
     if (list) list.push(s)
     else byName.set(s.name, [s])
   }
+  // A template is inherited by many sections (1,000 endpoints share three or four): resolve each
+  // (name, key) once; the lists are shared, hence readonly.
+  const done = new Map<string, Map<string, string[]>>()
   const walk = (n: string, key: string, seen: string[]): string[] => {
     if (seen.includes(n)) throw new Error(`template cycle: ${[...seen, n].join(' -> ')}`)
+    let byKey = done.get(n)
+    let out = byKey?.get(key)
+    if (out) return out
+    out = []
     const own = byName.get(n) ?? []
-    const out: string[] = []
     for (const s of own) for (const t of s.templates) out.push(...walk(t, key, [...seen, n]))
     for (const s of own) for (const e of s.entries) if (e.key === key) out.push(e.value)
+    if (!byKey) done.set(n, (byKey = new Map()))
+    byKey.set(key, out)
     return out
   }
   return (name, key) => walk(name, key, [])

@@ -212,44 +212,75 @@ function globalProblems(docs: ConfDoc[]): string[] {
 }
 
 /** Endpoint sections (wizard or plain) and the setting each names a context with. */
-const ENDPOINT_CONTEXT_KEYS: Record<string, string[]> = {
-  wizard: ['endpoint/context', 'endpoint/message_context', 'hint_context'],
-  endpoint: ['context', 'message_context'],
+const ENDPOINT_CONTEXT_KEYS = new Map([
+  ['wizard', ['endpoint/context', 'endpoint/message_context', 'hint_context']],
+  ['endpoint', ['context', 'message_context']],
+])
+
+/** Every key endpointProblems reads. */
+const ENDPOINT_KEYS = new Set(['type', 'endpoint/set_var', ...[...ENDPOINT_CONTEXT_KEYS.values()].flat()])
+
+/** What endpointProblems needs of one object, through its templates. */
+interface EndpointFacts {
+  type: string | undefined
+  /** [key, context] for each context the object names. */
+  contexts: [string, string][]
+  trunk: string | undefined
 }
 
 /**
  * A key's values in one section, its templates' first. Per section, not per name: in pjsip.conf an
  * endpoint, its aor and its auth often share a name.
  */
-const valuesOf = (resolve: (name: string, key: string) => string[], section: Section, key: string) => [
-  ...section.templates.flatMap((t) => resolve(t, key)),
-  ...section.entries.filter((e) => e.key === key).map((e) => e.value),
-]
+function valuesOf(resolve: (name: string, key: string) => readonly string[], section: Section, key: string): string[] {
+  const out: string[] = []
+  for (const t of section.templates) out.push(...resolve(t, key))
+  for (const e of section.entries) if (e.key === key) out.push(e.value)
+  return out
+}
+
+function endpointFacts(resolve: (name: string, key: string) => readonly string[], section: Section): EndpointFacts {
+  const type = valuesOf(resolve, section, 'type').at(-1)
+  const contexts: [string, string][] = []
+  for (const key of ENDPOINT_CONTEXT_KEYS.get(type ?? '') ?? []) {
+    const context = valuesOf(resolve, section, key).at(-1)
+    if (context) contexts.push([key, context])
+  }
+  const vars = type === 'wizard' ? valuesOf(resolve, section, 'endpoint/set_var').map((v) => v.split('=')) : []
+  const trunk = vars.filter(([name]) => name?.trim() === 'TRUNK_ENDPOINT').at(-1)?.slice(1).join('=').trim()
+  return { type, contexts, trunk }
+}
 
 /** Contexts that endpoints name, and trunks that users name in TRUNK_ENDPOINT, must exist. */
 function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): string[] {
-  const problems: string[] = []
-  const objects: { resolve: (name: string, key: string) => string[]; doc: ConfDoc; section: Section; type: string }[] = []
+  const objects: { doc: ConfDoc; section: Section; facts: EndpointFacts }[] = []
   for (const docs of trees) {
     const resolve = templateResolver(docs)
+    // A thousand users typically share one template list and set none of these keys themselves:
+    // such sections have the same facts, worked out once per list.
+    const byTemplates = new Map<string, EndpointFacts>()
     for (const doc of docs) {
       for (const section of sections(doc)) {
-        const type = section.isTemplate ? undefined : valuesOf(resolve, section, 'type').at(-1)
-        if (type) objects.push({ resolve, doc, section, type })
+        if (section.isTemplate) continue
+        const shared = !section.entries.some((e) => ENDPOINT_KEYS.has(e.key))
+        const id = section.templates.join(',')
+        let facts = shared ? byTemplates.get(id) : undefined
+        if (!facts) {
+          facts = endpointFacts(resolve, section)
+          if (shared) byTemplates.set(id, facts)
+        }
+        if (facts.type) objects.push({ doc, section, facts })
       }
     }
   }
-  const endpoints = new Set(objects.filter((o) => o.type === 'wizard' || o.type === 'endpoint').map((o) => o.section.name))
-  for (const { resolve, doc, section, type } of objects) {
-    const at = `${doc.file}:${section.line}: [${section.name}]`
-    for (const key of ENDPOINT_CONTEXT_KEYS[type] ?? []) {
-      const context = valuesOf(resolve, section, key).at(-1)
-      if (context && !dynamic(context) && !contexts.has(context)) problems.push(`${at} ${key} = ${context}: no such context in the dial plan`)
+  const endpoints = new Set(objects.filter((o) => o.facts.type === 'wizard' || o.facts.type === 'endpoint').map((o) => o.section.name))
+  const problems: string[] = []
+  for (const { doc, section, facts } of objects) {
+    const at = () => `${doc.file}:${section.line}: [${section.name}]`
+    for (const [key, context] of facts.contexts) {
+      if (!dynamic(context) && !contexts.has(context)) problems.push(`${at()} ${key} = ${context}: no such context in the dial plan`)
     }
-    if (type !== 'wizard') continue
-    const vars = valuesOf(resolve, section, 'endpoint/set_var').map((v) => v.split('='))
-    const trunk = vars.filter(([name]) => name?.trim() === 'TRUNK_ENDPOINT').at(-1)?.slice(1).join('=').trim()
-    if (trunk && !endpoints.has(trunk)) problems.push(`${at} TRUNK_ENDPOINT=${trunk}: no such endpoint`)
+    if (facts.trunk && !endpoints.has(facts.trunk)) problems.push(`${at()} TRUNK_ENDPOINT=${facts.trunk}: no such endpoint`)
   }
   return problems
 }

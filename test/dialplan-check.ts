@@ -64,6 +64,25 @@ t.test('each kind of broken reference is found, with its file and line', async (
   }
 })
 
+t.test('users sharing a template are each reported at their own line; their own settings count', async (t) => {
+  const problems = await problemsOf(append('pjsip_endpoint.conf', [
+    '[w_term:many](!,w_term_io)', 'endpoint/set_var = TRUNK_ENDPOINT=itsp:gone', '',
+    '[u1](w_term:many)', 'hint_exten = 201', '',
+    '[u2](w_term:many)', 'hint_exten = 202', '',
+    '[u3](w_term:many)', 'hint_exten = 203', 'endpoint/context = nowhere', '',
+    '[u4](w_term:many)', 'hint_exten = 204', 'endpoint/set_var = TRUNK_ENDPOINT=itsp:test', '',
+  ].join('\n')))
+  const mine = problems.filter((p) => /\[u\d\]/.test(p)).map((p) => p.replace(/^pjsip_endpoint\.conf:\d+: /, ''))
+  t.same(mine.sort(), [
+    '[u1] TRUNK_ENDPOINT=itsp:gone: no such endpoint',
+    '[u2] TRUNK_ENDPOINT=itsp:gone: no such endpoint',
+    '[u3] TRUNK_ENDPOINT=itsp:gone: no such endpoint',
+    '[u3] endpoint/context = nowhere: no such context in the dial plan',
+  ])
+  const lines = problems.filter((p) => p.includes('itsp:gone')).map((p) => /:(\d+):/.exec(p)![1])
+  t.equal(new Set(lines).size, 3, `each user at its own line: ${lines.join(', ')}`)
+})
+
 t.test('what Asterisk reads the same way raises nothing', async (t) => {
   const lines = [
     // Targets only known at run time.
