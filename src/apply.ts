@@ -1,12 +1,10 @@
 // `privatedial apply`: environment overrides written into the config files. The plan and the edits
 // are pure (planEdits, applyEdits); applyToDir is the thin edge that reads and writes the files.
-import { createTwoFilesPatch } from 'diff'
-import shellQuote from 'shell-quote'
 import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
 import { readConf } from './conf-files.ts'
 import { writeFileAtomic } from './atomic-write.ts'
 import { ConfigError } from './errors.ts'
-import { isMinivmSend } from './minivm-send.ts'
+import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
 import { MASK, type Settings } from './settings.ts'
 import type { Logger } from './log.ts'
 import { join } from 'node:path'
@@ -41,13 +39,8 @@ const DEFAULT_SMTP_PORT: Record<string, string> = { starttls: '587', tls: '465',
 
 /** minivm.conf's mailcmd is a shell command line; edit its minivm-send flags as words, never as text. */
 export function editMailcmd(current: string | undefined, settings: Settings): string | { problem: string } {
-  const words: string[] = []
-  if (current) {
-    for (const w of shellQuote.parse(current)) {
-      if (typeof w !== 'string') return { problem: `${MINIVM} [general] mailcmd \`${current}\` uses shell operators; edit it by hand or unset the SMTP_* variables` }
-      words.push(w)
-    }
-  }
+  const words = current ? mailcmdWords(current) : []
+  if (!words) return { problem: `${MINIVM} [general] mailcmd \`${current}\` uses shell operators; edit it by hand or unset the SMTP_* variables` }
   // Another mailer (sendmail -t, ...) can't take our flags; SMTP_* means the user wants ours.
   const flags = new Map<string, string>()
   const isOurs = words.length > 0 && isMinivmSend(words[0]!)
@@ -75,7 +68,7 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   // The password lives in the environment, never in a file Asterisk and backups can read.
   if (settings.has('SMTP_PASSWORD')) flags.delete('-p')
   const argv = [command, ...[...flags].flatMap(([f, v]) => [f, v]), ...rest]
-  return shellQuote.quote(argv)
+  return quoteMailcmd(argv)
 }
 
 function splitHostPort(hp: string): [string, string | undefined] {
@@ -238,6 +231,8 @@ export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
     return { changes, warnings, files }
   }
   if (opts.dryRun) {
+    // Only a dry run prints a diff: `run` does not load the diff library.
+    const { createTwoFilesPatch } = await import('diff')
     for (const f of files) {
       const patch = createTwoFilesPatch(`a/${f}`, `b/${f}`, originals.get(f)!, printConf(docs.get(f)!))
       ;(opts.print ?? ((s) => process.stdout.write(s)))(redact(patch))

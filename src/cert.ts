@@ -23,7 +23,7 @@ import {
 } from './cert-policy.ts'
 import type { KeyAndCert } from './cert-selfsigned.ts'
 import type { AcmeOptions, ExternalAccountBinding } from './cert-acme.ts'
-import { readTraefikCertificate, watchFileContent, type TraefikLookup } from './cert-traefik.ts'
+import type { TraefikLookup } from './cert-traefik.ts'
 
 export const ACCOUNT_KEY_NAME = 'acme_account_key.pem'
 
@@ -194,7 +194,7 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
     const file = opts.traefikFile! // checkOptions made sure
     let lookup: TraefikLookup
     try {
-      lookup = await readTraefikCertificate(file, names)
+      lookup = await (await import('./cert-traefik.ts')).readTraefikCertificate(file, names)
     } catch (err) {
       return result(pair, retryAt(), asError(err))
     }
@@ -359,8 +359,10 @@ export function keepCertificateFresh(opts: CertOptions, onChange: (r: CertResult
     return running
   }
 
-  const watch = opts.mode === 'traefik' && opts.traefikFile
-    ? watchFileContent(opts.traefikFile, () => void checkNow('acme.json changed'), { logger: log, ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }) })
+  // Only Traefik mode loads the watcher (chokidar) here.
+  const file = opts.mode === 'traefik' ? opts.traefikFile : undefined
+  const watch = file
+    ? import('./cert-traefik.ts').then(({ watchFileContent }) => watchFileContent(file, () => void checkNow('acme.json changed'), { logger: log, ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }) }))
     : undefined
 
   if (fresh.after) schedule(fresh.after.nextCheck)
@@ -368,11 +370,11 @@ export function keepCertificateFresh(opts: CertOptions, onChange: (r: CertResult
 
   return {
     checkNow,
-    ready: watch ? watch.ready : Promise.resolve(),
+    ready: watch ? watch.then((w) => w.ready) : Promise.resolve(),
     async stop() {
       stopped = true
       cancel?.()
-      await watch?.close()
+      await (await watch)?.close()
       await running
     },
   }

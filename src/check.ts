@@ -5,7 +5,6 @@ import { directives, printConf, sections, type ConfDoc } from './conf.ts'
 import { readConf, readConfTree } from './conf-files.ts'
 import { dialplanProblems } from './dialplan-check.ts'
 import { ConfigError, ConfSyntaxError } from './errors.ts'
-import { parseWebsmsConf } from './websms-config.ts'
 
 /** Templates must exist, and Asterisk only finds ones defined above the section that names them. */
 export function templateProblems(docs: ConfDoc[]): string[] {
@@ -47,9 +46,10 @@ function mailcmdProblems(docs: Map<string, ConfDoc>): string[] {
 }
 
 /** websms.conf is read by the WebSMS service, not Asterisk: its own rules apply. */
-function websmsProblems(docs: Map<string, ConfDoc>): string[] {
+async function websmsProblems(docs: Map<string, ConfDoc>): Promise<string[]> {
   const doc = docs.get('websms.conf')
   if (!doc) return []
+  const { parseWebsmsConf } = await import('./websms-config.ts')
   try {
     parseWebsmsConf(printConf(doc), doc.file)
     return []
@@ -84,6 +84,6 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
     problems.push(...tree.missing, ...templateProblems(tree.docs))
     trees.set(root, tree.docs)
   }
-  problems.push(...dialplanProblems(trees), ...websmsProblems(docs), ...mailcmdProblems(docs))
+  problems.push(...dialplanProblems(trees), ...(await websmsProblems(docs)), ...mailcmdProblems(docs))
   return { problems, files: names.length }
 }

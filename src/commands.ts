@@ -1,7 +1,6 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { parseArgs } from 'node:util'
 import { ConfigError, EXIT, UsageError } from './errors.ts'
 import { createLogger, type Level, type Logger } from './log.ts'
 import { readSettings, SETTINGS, type Settings } from './settings.ts'
@@ -121,11 +120,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, out = (s: str
     const command = COMMANDS[name]
     if (!command) throw new UsageError(`unknown command \`${name}\`; expected one of ${Object.keys(COMMANDS).join(', ')}`)
     const options = { help: { type: 'boolean' as const, short: 'h' }, ...command.options }
-    let values: Record<string, string | boolean | undefined>
-    try {
-      values = parseArgs({ args: rest, options, allowPositionals: false }).values
-    } catch (err) {
-      throw new UsageError(`${name}: ${(err as Error).message}`)
+    let values: Record<string, string | boolean | undefined> = {}
+    // node:util costs a start ~6 ms; `run` and `health` have no arguments to parse.
+    if (rest.length) {
+      const { parseArgs } = await import('node:util')
+      try {
+        values = parseArgs({ args: rest, options, allowPositionals: false }).values
+      } catch (err) {
+        throw new UsageError(`${name}: ${(err as Error).message}`)
+      }
     }
     if (values.help) {
       out(commandHelp(name, command) + '\n')

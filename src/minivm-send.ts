@@ -18,11 +18,6 @@ import { createLogger, LEVELS, type Level, type Logger } from './log.ts'
 
 const NAME = 'minivm-send'
 
-/** Whether a mailcmd's command word runs this mailer (on PATH, or by path to the executable). */
-export function isMinivmSend(command: string): boolean {
-  return /^minivm-send(\.js)?$/.test(command.split('/').at(-1) ?? '')
-}
-
 // sysexits.h: what sendmail returns when it queued a message it could not deliver yet.
 export const EX_TEMPFAIL = 75
 

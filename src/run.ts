@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process'
 import { chown } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ensureCertificate, keepCertificateFresh } from './cert.ts'
+import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert.ts'
 import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
 import { prepareAsteriskDirs } from './asterisk-dirs.ts'
@@ -15,8 +15,7 @@ import { reloadChanged } from './reload.ts'
 import { seed } from './seed.ts'
 import type { Settings } from './settings.ts'
 import { supervise, type Supervisor } from './supervise.ts'
-import { watchFiles, type Watcher } from './watch.ts'
-import { FLUSH_INTERVAL_MS, flushVoicemailSpool } from './voicemail-spool.ts'
+import type { Watcher } from './watch.ts'
 import type { Websms } from './websms.ts'
 
 export interface RunOptions {
@@ -109,58 +108,18 @@ export async function run(opts: RunOptions): Promise<number> {
     },
   })
 
-  const websmsConf = join(confDir, 'websms.conf')
-  const watched = [join(confDir, 'pjsip_endpoint.conf'), ...(websms ? [websmsConf] : []), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])]
   const reloadLog = phase('reload')
-  const watcher: Watcher = watchFiles({
-    files: watched,
-    log: phase('watch'),
-    onChange: async (files) => {
-      // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
-      if (websms && files.includes(websmsConf)) {
-        await websms.reload().then(
-          () => reloadLog.info('WebSMS reloaded websms.conf'),
-          (err: Error) => reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
-        )
-      }
-      const changed = files.filter((f) => f !== websmsConf)
-      if (!changed.length) return
-      if (!supervisor.current()) {
-        reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
-        return
-      }
-      await reloadChanged(changed, {
-        check: async () => (await checkConfDir(confDir)).problems,
-        rx: (c) => rx(target, c),
-        log: reloadLog,
-      })
-    },
-  })
-
-  const certs = keepCertificateFresh(
-    certOpts,
-    async () => {
-      await ownCert()
-      // A TLS listener restarts in place when its files changed: new handshakes get the new
-      // certificate, calls and registrations stay up.
-      if (supervisor.current()) await rx(target, 'module reload res_pjsip.so')
-      certLog.info('Asterisk reloaded res_pjsip for the new certificate')
-    },
-    { after: first },
-  )
-
-  // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
-  const mailLog = phase('voicemail-mail')
-  const flushMail = () => flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) => mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`))
-  const mailTimer = setInterval(() => void flushMail(), FLUSH_INTERVAL_MS)
-  void flushMail()
-
+  // Asterisk is running: signals go to the supervisor from now on, whatever start-up still does.
   let stopping = false
+  let watcher: Watcher | undefined
+  let certs: Freshness | undefined
+  let mailTimer: NodeJS.Timeout | undefined
   const stop = (signal: string) => {
     if (stopping) return
     stopping = true
     log.info(`received ${signal}; shutting down`)
-    void Promise.all([watcher.close(), certs.stop(), websms?.close()]).then(() => supervisor.stop(signal))
+    clearInterval(mailTimer)
+    void Promise.all([watcher?.close(), certs?.stop(), websms?.close()]).then(() => supervisor.stop(signal))
   }
   const hup = () => {
     log.info('received SIGHUP; applying the environment again and reloading Asterisk')
@@ -186,14 +145,62 @@ export async function run(opts: RunOptions): Promise<number> {
   signals.on('SIGINT', onInt)
   signals.on('SIGHUP', hup)
 
+  // What Asterisk does not need to start loads after it is spawned; a stop meanwhile skips it.
+  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([import('./watch.ts'), import('./voicemail-spool.ts')])
+  if (!stopping) {
+    const websmsConf = join(confDir, 'websms.conf')
+    watcher = watchFiles({
+      files: [join(confDir, 'pjsip_endpoint.conf'), ...(websms ? [websmsConf] : []), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])],
+      log: phase('watch'),
+      onChange: async (files) => {
+        // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
+        if (websms && files.includes(websmsConf)) {
+          await websms.reload().then(
+            () => reloadLog.info('WebSMS reloaded websms.conf'),
+            (err: Error) => reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
+          )
+        }
+        const changed = files.filter((f) => f !== websmsConf)
+        if (!changed.length) return
+        if (!supervisor.current()) {
+          reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
+          return
+        }
+        await reloadChanged(changed, {
+          check: async () => (await checkConfDir(confDir)).problems,
+          rx: (c) => rx(target, c),
+          log: reloadLog,
+        })
+      },
+    })
+
+    certs = keepCertificateFresh(
+      certOpts,
+      async () => {
+        await ownCert()
+        // A TLS listener restarts in place when its files changed: new handshakes get the new
+        // certificate, calls and registrations stay up.
+        if (supervisor.current()) await rx(target, 'module reload res_pjsip.so')
+        certLog.info('Asterisk reloaded res_pjsip for the new certificate')
+      },
+      { after: first },
+    )
+
+    // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
+    const mailLog = phase('voicemail-mail')
+    const flushMail = () => flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) => mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`))
+    mailTimer = setInterval(() => void flushMail(), FLUSH_INTERVAL_MS)
+    void flushMail()
+  }
+
   const code = await supervisor.done
   clearInterval(mailTimer)
-  await certs.stop()
+  await certs?.stop()
   await websms?.close()
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)
   signals.off('SIGHUP', hup)
-  await watcher.close()
+  await watcher?.close()
   log.info(`exiting with code ${code}`)
   return code
 }

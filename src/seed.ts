@@ -20,9 +20,11 @@ export interface SeedOptions {
 export async function seed(opts: SeedOptions): Promise<string[]> {
   const from = opts.from ?? DEFAULTS_DIR
   await mkdir(opts.confDir, { recursive: true })
+  // Every start asks; usually all files are there, and one listing answers for all of them.
+  const present = new Set(await readdir(opts.confDir))
   const seeded: string[] = []
   for (const entry of await readdir(from, { withFileTypes: true })) {
-    if (!entry.isFile()) continue
+    if (!entry.isFile() || present.has(entry.name)) continue
     try {
       await copyFile(join(from, entry.name), join(opts.confDir, entry.name), constants.COPYFILE_EXCL)
       seeded.push(entry.name)
