@@ -42,12 +42,34 @@ export function supervise(deps: SuperviseDeps): Supervisor {
   const policy = deps.policy ?? DEFAULT_POLICY
   const log = deps.log
   let child: Child | undefined
+  /** The current child said it is fully booted. */
+  let booted = false
   let stopping: Promise<void> | undefined
   let wakeStop: (() => void) | undefined
   const stopRequested = new Promise<void>((r) => (wakeStop = r))
 
+  /** Waits up to `ms` for `c` to exit, then SIGKILLs it. */
+  async function exitOrKill(c: Child, ms: number): Promise<Exit> {
+    const kill = timeout(ms)
+    const r = await Promise.race([c.exited, kill.promise])
+    kill.cancel()
+    if (r !== 'timeout') return r
+    log.warn('Asterisk did not stop; killing it')
+    c.kill('SIGKILL')
+    return c.exited
+  }
+
   async function stopChild(c: Child, reason: string): Promise<void> {
     const t0 = now()
+    if (!booted) {
+      // No call can be up yet, and the remote console the drain needs may not exist yet: ask
+      // Asterisk itself, by signal.
+      log.info(`stopping Asterisk (${reason}) before it finished booting: no call is up; sending it SIGTERM`)
+      c.kill('SIGTERM')
+      const r = await exitOrKill(c, deps.graceMs)
+      log.info(`Asterisk stopped (${describe(r)}) after ${now() - t0} ms`)
+      return
+    }
     log.info(`stopping Asterisk (${reason}): new calls refused, calls in progress have ${deps.graceMs / 1000} s`)
     // Asterisk's remote console stays connected until the stop is done, so the request is not
     // awaited: the deadline below counts from now.
@@ -58,14 +80,7 @@ export function supervise(deps: SuperviseDeps): Supervisor {
     if (r === 'timeout') {
       log.warn(`calls still up after ${deps.graceMs / 1000} s; stopping Asterisk now`)
       void deps.stopNow().catch((err: Error) => log.warn(`hard stop request failed: ${err.message}`))
-      const kill = timeout(deps.killAfterMs ?? 1500)
-      r = await Promise.race([c.exited, kill.promise])
-      kill.cancel()
-      if (r === 'timeout') {
-        log.warn('Asterisk did not stop; killing it')
-        c.kill('SIGKILL')
-        r = await c.exited
-      }
+      r = await exitOrKill(c, deps.killAfterMs ?? 1500)
     }
     log.info(`Asterisk stopped (${describe(r)}) after ${now() - t0} ms`)
   }
@@ -76,6 +91,7 @@ export function supervise(deps: SuperviseDeps): Supervisor {
       const startedAt = now()
       const c = deps.start()
       child = c
+      booted = false
       log.info('Asterisk started', { pid: c.pid })
       let alive = true
       void c.exited.then(() => (alive = false))
@@ -84,7 +100,10 @@ export function supervise(deps: SuperviseDeps): Supervisor {
         .then(() => {
           const bootMs = now() - startedAt
           log.info(`Asterisk fully booted in ${bootMs} ms`, { pid: c.pid })
-          deps.onReady?.(c, bootMs)
+          if (c !== child) return
+          booted = true
+          // Booted while being stopped: the PBX is not ready for anything.
+          if (!stopping) deps.onReady?.(c, bootMs)
         })
         .catch((err: Error) => alive && log.warn(`could not confirm Asterisk booted: ${err.message}`))
       const first = await Promise.race([c.exited, stopRequested.then(() => 'stop' as const)])

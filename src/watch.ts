@@ -81,15 +81,18 @@ export function watchFiles(opts: WatchOptions): Watcher {
     schedule()
   })
   w.on('error', (err) => opts.log.error(`watching ${dirs.join(', ')}: ${(err as Error).message}`))
+  let closed = false
   const ready = (async () => {
     await new Promise<void>((r) => w.once('ready', () => r()))
     for (const f of files) hashes.set(f, await digest(f))
-    opts.log.info(`watching ${[...files].join(', ')} for changes`)
+    // A stop during start-up closes the watcher before it is ready: don't claim it watches.
+    if (!closed) opts.log.info(`watching ${[...files].join(', ')} for changes`)
   })()
 
   return {
     ready,
     async close() {
+      closed = true
       clearTimeout(timer)
       timer = undefined
       await w.close()

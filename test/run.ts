@@ -182,4 +182,41 @@ else {
     alice.stop()
     bob.stop()
   })
+
+  t.test('SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left', async (t) => {
+    const early = await prepareTestPbx(asterisk)
+    t.teardown(() => early.remove())
+    const earlyEnv = { ...env, ASTERISK_CONF_DIR: early.etc, TLS_CERT_FILE: early.certFile, TLS_KEY_FILE: early.keyFile, MINIVM_SPOOL_DIR: join(early.dir, 'outbox') }
+    const run = execa(process.execPath, [cli, 'run'], { env: earlyEnv, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    t.teardown(() => void run.kill('SIGKILL'))
+    let out = ''
+    const kids = await new Promise<number[]>((resolve) => {
+      run.all!.on('data', (c: Buffer) => {
+        const before = out
+        out += c.toString()
+        if (/Asterisk started/.test(out) && !/Asterisk started/.test(before)) {
+          const found = descendants(run.pid!)
+          run.kill('SIGTERM')
+          resolve(found)
+        }
+      })
+    })
+    t.ok(kids.length >= 1, 'Asterisk was running when the signal came')
+    const r = await run
+    t.equal(r.exitCode, 0, `run exits 0\n${out}`)
+    t.match(out, /received SIGTERM; shutting down/)
+    t.match(out, /stopping Asterisk \(SIGTERM\) before it finished booting/)
+    t.notMatch(out, /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
+    t.notMatch(out, /PrivateDial ready/, 'a PBX being stopped is never reported ready')
+    t.notMatch(out.slice(out.indexOf('received SIGTERM')), /watching .* for changes/, 'nothing claims to start watching after the stop')
+    const alive = kids.filter((p) => {
+      try {
+        process.kill(p, 0)
+        return true
+      } catch {
+        return false
+      }
+    })
+    t.same(alive, [], 'no process of run is left')
+  })
 }

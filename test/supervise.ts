@@ -6,15 +6,20 @@ import type { Child } from '../src/asterisk.ts'
 import { memoryLogger } from '../src/log.ts'
 import { supervise, type SuperviseDeps } from '../src/supervise.ts'
 
-type Behaviour = 'crash' | 'serve' | 'stubborn'
+type Behaviour = 'crash' | 'serve' | 'stubborn' | 'booting'
 
-/** A process that exits 3 at once ('crash'), runs until SIGTERM ('serve'), or ignores SIGTERM ('stubborn'); it says 'up' when its handlers are in place. */
+/**
+ * A process that exits 3 at once ('crash'), runs until SIGTERM ('serve'), ignores SIGTERM
+ * ('stubborn'), or runs until SIGTERM but takes a minute to say it is up ('booting'); the others
+ * say 'up' when their handlers are in place.
+ */
 const readyOf = new WeakMap<Child, Promise<void>>()
 function standIn(b: Behaviour): Child {
   const code = {
     crash: 'process.exit(3)',
     serve: "process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000)",
     stubborn: "process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); console.log('up'); setInterval(() => {}, 1000)",
+    booting: "process.on('SIGTERM', () => process.exit(0)); setTimeout(() => console.log('up'), 60_000)",
   }[b]
   const sub = execa(process.execPath, ['-e', code], { reject: false })
   const child: Child = {
@@ -100,6 +105,24 @@ t.test('an Asterisk that ignores the drain is stopped hard, then killed; nothing
   t.match(lines, /calls still up after 0\.3 s; stopping Asterisk now/)
   t.match(lines, /killing it/)
   t.match(lines, /Asterisk stopped \(signal SIGKILL\)/)
+})
+
+t.test('a stop while Asterisk boots signals it instead of draining, and it never counts as ready', async (t) => {
+  const ready: number[] = []
+  let drained = false
+  const { d, log, started } = deps(['booting'], { onReady: (_c, ms) => ready.push(ms), drain: async () => void (drained = true) })
+  const s = supervise(d)
+  while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
+  await s.stop('SIGTERM')
+  t.equal(await s.done, 0)
+  t.notOk(alive(started[0]!.pid), 'no process left')
+  t.notOk(drained, 'no drain request: the remote console may not exist yet')
+  t.same(ready, [])
+  const lines = log.lines.join('\n')
+  t.match(lines, /stopping Asterisk \(SIGTERM\) before it finished booting: no call is up; sending it SIGTERM/)
+  // Exit 0 from its handler, or SIGTERM itself if the signal came before the handler was set.
+  t.match(lines, /Asterisk stopped \((code 0|signal SIGTERM)\)/)
+  t.notMatch(lines, /calls still up|killing/)
 })
 
 t.test('a stop during the restart delay ends at once', async (t) => {
