@@ -2,7 +2,7 @@
 // after them it supervises Asterisk and reacts to signals and config changes until stopped.
 import { execFileSync } from 'node:child_process'
 import { chown } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert.ts'
 import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
@@ -85,6 +85,16 @@ export async function run(opts: RunOptions): Promise<number> {
   } else phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
   const astLog = log.child('asterisk')
+  const reloadLog = phase('reload')
+  // Files changed while Asterisk boots: it may have read them already or not, and its remote
+  // console is not up yet; they are reloaded once it is.
+  const changedDuringBoot = new Set<string>()
+  const reload = (files: string[]) =>
+    reloadChanged(files, {
+      check: async () => (await checkConfDir(confDir)).problems,
+      rx: (c) => rx(target, c),
+      log: reloadLog,
+    })
   const supervisor: Supervisor = supervise({
     start: () =>
       spawnAsterisk(target, {
@@ -103,12 +113,16 @@ export async function run(opts: RunOptions): Promise<number> {
     onReady: () => {
       // Texts that waited while Asterisk was down go out now.
       websms?.flush()
+      if (changedDuringBoot.size) {
+        const files = [...changedDuringBoot]
+        changedDuringBoot.clear()
+        void reload(files)
+      }
       const m = process.memoryUsage()
       log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) })
     },
   })
 
-  const reloadLog = phase('reload')
   // Asterisk is running: signals go to the supervisor from now on, whatever start-up still does.
   let stopping = false
   let watcher: Watcher | undefined
@@ -166,11 +180,12 @@ export async function run(opts: RunOptions): Promise<number> {
           reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
           return
         }
-        await reloadChanged(changed, {
-          check: async () => (await checkConfDir(confDir)).problems,
-          rx: (c) => rx(target, c),
-          log: reloadLog,
-        })
+        if (!supervisor.booted()) {
+          for (const f of changed) changedDuringBoot.add(f)
+          reloadLog.info(`Asterisk is still booting; ${changed.map((f) => basename(f)).join(', ')} reloaded once it is up`)
+          return
+        }
+        await reload(changed)
       },
     })
 

@@ -27,6 +27,8 @@ export interface Supervisor {
   /** The exit code for `run`: 0 after a requested stop, non-zero after a crash loop. */
   done: Promise<number>
   current(): Child | undefined
+  /** The current child said it is fully booted (its remote console answers). */
+  booted(): boolean
 }
 
 const describe = (e: Exit) => (e.signal ? `signal ${e.signal}` : `code ${e.code}`)
@@ -131,6 +133,7 @@ export function supervise(deps: SuperviseDeps): Supervisor {
   return {
     done,
     current: () => child,
+    booted: () => booted,
     stop(reason: string) {
       if (!stopping) {
         const c = child

@@ -183,6 +183,34 @@ else {
     bob.stop()
   })
 
+  t.test('a user added while Asterisk boots can register once it is up, and no reload fails', async (t) => {
+    const booting = await prepareTestPbx(asterisk)
+    t.teardown(() => booting.remove())
+    const run = execa(process.execPath, [cli, 'run'], { env: { ...env, ASTERISK_CONF_DIR: booting.etc, TLS_CERT_FILE: booting.certFile, TLS_KEY_FILE: booting.keyFile, MINIVM_SPOOL_DIR: join(booting.dir, 'outbox') }, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    t.teardown(() => void run.kill('SIGKILL'))
+    let out = ''
+    const seen = (re: RegExp) => new Promise<void>((resolve) => {
+      const check = () => re.test(out) && resolve()
+      run.all!.on('data', (c: Buffer) => {
+        out += c.toString()
+        check()
+      })
+      check()
+    })
+    // The watcher is up well before Asterisk has booted (it takes the better part of a second).
+    await seen(/watching .*pjsip_endpoint\.conf for changes/)
+    const file = join(booting.etc, 'pjsip_endpoint.conf')
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\n[gina](w_term:test)\nhint_exten = +12025550107\ninbound_auth/username = gina\ninbound_auth/password = gina-pw-3c4d\n`)
+    await seen(/PrivateDial ready/)
+    await seen(/reloaded after a change to pjsip_endpoint\.conf|reload after a change .* failed/)
+    t.comment(/still booting/.test(out) ? 'the change came during the boot' : 'Asterisk had booted before the change was seen')
+    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target: `127.0.0.1:${booting.sipPort}`, port: await freePort(), auth: { user: 'gina', password: 'gina-pw-3c4d' } })
+    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
+    t.notMatch(out, /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
+  })
+
   t.test('SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left', async (t) => {
     const early = await prepareTestPbx(asterisk)
     t.teardown(() => early.remove())
