@@ -5,8 +5,9 @@
 // and execa alone added ~130 ms to its start and ~17 MB to its memory (bench/supervise.ts), for
 // two calls that need nothing beyond spawn and execFile.
 import { execFile, spawn } from 'node:child_process'
+import { accessSync, constants, statSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 
 export interface AsteriskTarget {
   bin: string
@@ -14,6 +15,31 @@ export interface AsteriskTarget {
 }
 
 export const confArgs = (t: AsteriskTarget) => ['-C', join(t.confDir, 'asterisk.conf')]
+
+const isExecutableFile = (path: string) => {
+  try {
+    accessSync(path, constants.X_OK)
+    return statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Why `bin` can't be run, or undefined when it can: a path must be an executable file, a bare
+ * name must be one in a PATH directory. A binary that isn't there won't appear by restarting it.
+ */
+export function notExecutable(bin: string, path = process.env.PATH ?? ''): string | undefined {
+  if (bin.includes('/')) {
+    let kind = 'does not exist'
+    try {
+      kind = statSync(bin).isFile() ? 'is not executable' : 'is not a file'
+    } catch {}
+    return isExecutableFile(bin) ? undefined : `\`${bin}\` ${kind}`
+  }
+  const dirs = path.split(delimiter).filter(Boolean)
+  return dirs.some((d) => isExecutableFile(join(d, bin))) ? undefined : `\`${bin}\` is in no directory of PATH (${dirs.join(delimiter) || 'empty'})`
+}
 
 export class RemoteConsoleError extends Error {
   readonly command: string

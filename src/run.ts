@@ -7,7 +7,7 @@ import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert.
 import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
 import { prepareAsteriskDirs } from './asterisk-dirs.ts'
-import { rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
+import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError } from './errors.ts'
 import type { Logger } from './log.ts'
@@ -53,6 +53,8 @@ export async function run(opts: RunOptions): Promise<number> {
   const signals = opts.signals ?? process
   const target: AsteriskTarget = { bin: settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir }
   const phase = (name: string) => log.child(name)
+  const unrunnable = notExecutable(target.bin)
+  if (unrunnable) throw new ConfigError([`ASTERISK_BIN: ${unrunnable}; set it to the Asterisk executable (the image's is /usr/sbin/asterisk)`])
 
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
   // will read). A config error stops here, before anything runs.

@@ -77,6 +77,21 @@ t.test('check passes on the shipped suite and fails with file:line on a broken o
   t.match(bad.stdout, /pjsip_endpoint\.conf:1: \[jane\] inherits template `w_term_nope`, which is not defined/)
 })
 
+t.test('run with an ASTERISK_BIN that can\'t run exits 78 at once, naming it, and seeds nothing', async (t) => {
+  const empty = mkdtempSync(join(tmpdir(), 'pd-cli-empty-'))
+  const missing = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: '/nonexistent/asterisk' })
+  t.equal(missing.exitCode, 78)
+  t.match(missing.stdout, /ASTERISK_BIN: `\/nonexistent\/asterisk` does not exist/)
+  t.notMatch(missing.stdout, /Asterisk started|restarting/)
+  t.same(readdirSync(empty), [], 'the config dir is untouched')
+  const notOnPath = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: 'asterisk-nope', PATH: '/usr/bin:/bin' })
+  t.equal(notOnPath.exitCode, 78)
+  t.match(notOnPath.stdout, /ASTERISK_BIN: `asterisk-nope` is in no directory of PATH \(\/usr\/bin:\/bin\)/)
+  const notExecutable = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: join(DEFAULTS_DIR, 'asterisk.conf') })
+  t.equal(notExecutable.exitCode, 78)
+  t.match(notExecutable.stdout, /asterisk\.conf` is not executable/)
+})
+
 t.test('health is unhealthy, exit 1, when no Asterisk answers', async (t) => {
   const r = await run(['health'], { ASTERISK_CONF_DIR: confCopy(), ASTERISK_BIN: '/nonexistent/asterisk' })
   t.equal(r.exitCode, 1)
