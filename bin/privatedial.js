@@ -6,4 +6,5 @@ import { enableCompileCache } from 'node:module'
 
 enableCompileCache()
 const { main } = await import('../src/commands.ts')
-process.exitCode = await main(process.argv.slice(2), process.env)
+// Exit rather than wait for the event loop to empty: run may leave a certificate order in flight.
+process.exit(await main(process.argv.slice(2), process.env))

@@ -3,4 +3,5 @@
 // carries no TypeScript stripper (~17 MB). A checkout runs bin/privatedial.js, which loads src/.
 import { main } from './commands.ts'
 
-process.exitCode = await main(process.argv.slice(2), process.env)
+// Exit rather than wait for the event loop to empty: run may leave a certificate order in flight.
+process.exit(await main(process.argv.slice(2), process.env))

@@ -135,7 +135,10 @@ export async function run(opts: RunOptions): Promise<number> {
     stopping = true
     log.info(`received ${signal}; shutting down`)
     clearInterval(mailTimer)
-    void Promise.all([watcher?.close(), certs?.stop(), websms?.close()]).then(() => supervisor.stop(signal))
+    // The drain starts now: Docker's SIGKILL comes 10 s after its SIGTERM whatever else is
+    // going on, and a certificate order in flight can take longer than that.
+    void certs?.stop()
+    void Promise.all([watcher?.close(), websms?.close(), supervisor.stop(signal)])
   }
   const hup = () => {
     log.info('received SIGHUP; applying the environment again and reloading Asterisk')
@@ -212,7 +215,9 @@ export async function run(opts: RunOptions): Promise<number> {
 
   const code = await supervisor.done
   clearInterval(mailTimer)
-  await certs?.stop()
+  // A certificate order in flight is abandoned, not awaited: the next start checks again. The
+  // process exits with it still open (cli.ts exits explicitly).
+  void certs?.stop()
   await websms?.close()
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)

@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { findAsterisk, freePort, prepareTestPbx, USERS } from './helpers/asterisk.ts'
@@ -237,6 +238,47 @@ else {
     t.notMatch(out, /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
     t.notMatch(out, /PrivateDial ready/, 'a PBX being stopped is never reported ready')
     t.notMatch(out.slice(out.indexOf('received SIGTERM')), /watching .* for changes/, 'nothing claims to start watching after the stop')
+    const alive = kids.filter((p) => {
+      try {
+        process.kill(p, 0)
+        return true
+      } catch {
+        return false
+      }
+    })
+    t.same(alive, [], 'no process of run is left')
+  })
+
+  t.test('SIGTERM while a certificate order waits on a CA that never answers still drains and exits 0', async (t) => {
+    // A CA that takes the connection and then says nothing, as one behind a dead proxy does.
+    const silent = createServer(() => {})
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    t.teardown(() => new Promise((r) => silent.close(r)))
+    silent.on('connection', (socket) => t.teardown(() => void socket.destroy()))
+    const caPort = (silent.address() as AddressInfo).port
+    const ordering = await prepareTestPbx(asterisk)
+    t.teardown(() => ordering.remove())
+    const acmeEnv = { ...env, ASTERISK_CONF_DIR: ordering.etc, TLS_CERT_FILE: ordering.certFile, TLS_KEY_FILE: ordering.keyFile, MINIVM_SPOOL_DIR: join(ordering.dir, 'outbox'), TLS_MODE: 'acme', ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`, ACME_DOMAINS: 'pbx.example.com', ACME_EMAIL: 'admin@example.com' }
+    const run = execa(process.execPath, [cli, 'run'], { env: acmeEnv, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    t.teardown(() => void run.kill('SIGKILL'))
+    let out = ''
+    const seen = (re: RegExp) => new Promise<void>((resolve) => {
+      const check = () => re.test(out) && resolve()
+      run.all!.on('data', (c: Buffer) => {
+        out += c.toString()
+        check()
+      })
+      check()
+    })
+    await Promise.all([seen(/PrivateDial ready/), seen(/ordering certificate/)])
+    const kids = descendants(run.pid!)
+    run.kill('SIGTERM')
+    // Bounded well past the 3 s grace: a run that waits for the order never gets there.
+    const bound = setTimeout(() => void run.kill('SIGKILL'), 20_000)
+    const r = await run
+    clearTimeout(bound)
+    t.equal(r.exitCode, 0, `run exits 0 on its own\n${out.slice(out.indexOf('received SIGTERM'))}`)
+    t.match(out, /Asterisk stopped/)
     const alive = kids.filter((p) => {
       try {
         process.kill(p, 0)
