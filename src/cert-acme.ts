@@ -42,8 +42,15 @@ export interface AcmeOptions {
    * attempt fails (acme-client's default: 5, pausing 5 s more each time). Process-wide like caCert.
    */
   requestRetries?: number | undefined
+  /**
+   * How long one HTTP request to the CA may go unanswered. acme-client sets no limit, so a CA that
+   * accepts the connection and then says nothing held the renewal loop forever. Process-wide too.
+   */
+  requestTimeoutMs?: number | undefined
   logger: Logger
 }
+
+const REQUEST_TIMEOUT_MS = 30_000
 
 interface AcmeClientSettings {
   retryMaxAttempts: number
@@ -54,6 +61,7 @@ function configureTransport(opts: AcmeOptions): Agent | undefined {
   const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings: AcmeClientSettings }
   acmeClientRetries ??= defaults.acmeSettings.retryMaxAttempts
   defaults.acmeSettings.retryMaxAttempts = opts.requestRetries ?? acmeClientRetries
+  defaults.timeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
   const agent = opts.caCert ? new Agent({ ca: [...rootCertificates, opts.caCert] }) : undefined
   defaults.httpsAgent = agent
   return agent
@@ -62,13 +70,13 @@ function configureTransport(opts: AcmeOptions): Agent | undefined {
 // acme-client 5.4 loses the network error of a request it gives up on (refused, DNS, TLS trust) and
 // throws "Cannot read properties of undefined (reading 'config')" instead. Asking the directory
 // ourselves tells the operator what is actually wrong.
-function networkProblem(url: string, agent: Agent | undefined): Promise<string | undefined> {
+function networkProblem(url: string, agent: Agent | undefined, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const req = httpsRequest(url, { agent, timeout: 10_000 }, (res) => {
+    const req = httpsRequest(url, { agent, timeout: timeoutMs }, (res) => {
       res.resume()
       resolve(undefined)
     })
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')))
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)))
     req.on('error', (err) => resolve(err.message))
     req.end()
   })
@@ -187,7 +195,7 @@ export async function obtainAcmeCertificate(opts: AcmeOptions): Promise<KeyAndCe
     })
     return { cert, key: key.toString() }
   } catch (err) {
-    const problem = err instanceof TypeError ? await networkProblem(opts.directoryUrl, agent) : undefined
+    const problem = err instanceof TypeError ? await networkProblem(opts.directoryUrl, agent, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) : undefined
     throw wrap(`obtaining a certificate for ${names} from ${opts.directoryUrl}`, problem ? new Error(`cannot reach the CA: ${problem}`, { cause: err }) : err)
   }
 }

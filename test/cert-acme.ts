@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { mkdirSync } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { memoryLogger } from '../src/log.ts'
 import { ConfigError } from '../src/errors.ts'
@@ -25,6 +25,24 @@ t.test('ACME_DIRECTORY: production, staging or a URL', async (t) => {
   for (const bad of ['letsencrypt', 'http://ca.example/dir', 'ftp://ca.example/dir', 'https://', 'https:// spaced.example/dir', 'prod;uction']) {
     t.throws(() => resolveAcmeDirectory(bad), new ConfigError([`ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${bad}\``]), JSON.stringify(bad))
   }
+})
+
+t.test('a CA that takes the connection and never answers: the order fails after the timeout instead of waiting forever', async (t) => {
+  const silent = createServer(() => {})
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+  const sockets: Socket[] = []
+  silent.on('connection', (s) => sockets.push(s))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    return new Promise((r) => silent.close(r))
+  })
+  const port = (silent.address() as AddressInfo).port
+  const root = t.testdir()
+  const order = obtainAcmeCertificate({ directoryUrl: `https://127.0.0.1:${port}/dir`, domains: ['sip.privatedial.test'], accountKeyFile: join(root, 'acme_account_key.pem'), httpPort: 0, requestRetries: 0, requestTimeoutMs: 300, logger: memoryLogger('acme') })
+  // Bounded here so that a regression fails in seconds rather than at tap's timeout.
+  const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still waiting for the CA after 10 s')), 10_000).unref())
+  await t.rejects(Promise.race([order, bound]), { message: new RegExp(`^obtaining a certificate for sip\\.privatedial\\.test from https://127\\.0\\.0\\.1:${port}/dir: cannot reach the CA: no answer within 0\\.3 s$`) })
+  t.ok(sockets.length >= 1, 'the CA was reached')
 })
 
 const missing = pebbleMissing()
