@@ -74,6 +74,7 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
       if (doc) docs.set(name, doc)
     } catch (err) {
       if (err instanceof ConfSyntaxError) problems.push(err.message)
+      else if (err instanceof ConfigError) problems.push(...err.problems)
       else throw err
     }
   }

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { isAbsolute, join } from 'node:path'
 import { directives, parseConf, type ConfDoc } from './conf.ts'
+import { ConfigError, wrap } from './errors.ts'
 
 /** Asterisk resolves a relative #include against its config dir, not the including file. */
 export function includePath(confDir: string, target: string): string {
@@ -16,8 +17,12 @@ export async function readConf(confDir: string, name: string): Promise<ConfDoc |
     // cost of fs/promises' thread-pool round trips (measured: 22 files, 0.5 ms against 3-5 ms).
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    // The usual cause: a bind mount of a file that does not exist on the host, for which Docker
+    // makes an empty directory on both sides.
+    if (code === 'EISDIR') throw new ConfigError([`${path} is a directory, not a config file; if it is bind-mounted, create the file on the host (Docker made a directory because there was none) and recreate the container`])
+    throw wrap(`reading ${path}`, err)
   }
   return parseConf(text, name)
 }

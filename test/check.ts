@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { checkConfDir, templateProblems } from '../src/check.ts'
@@ -66,4 +66,11 @@ t.test('a template from an included file counts when included above', async (t) 
 t.test('an unreadable config dir is one problem, not a crash', async (t) => {
   const { problems } = await checkConfDir('/nonexistent/pd')
   t.match(problems, [/config dir \/nonexistent\/pd can't be read: ENOENT/])
+})
+
+t.test('a directory where a config file should be (a bind mount of a missing host file) is a problem that says so', async (t) => {
+  const dir = dirWith({ 'pjsip.conf': '[global]\ntype = global\n' })
+  mkdirSync(join(dir, 'pjsip_endpoint.conf'))
+  const { problems } = await checkConfDir(dir)
+  t.same(problems, [`${join(dir, 'pjsip_endpoint.conf')} is a directory, not a config file; if it is bind-mounted, create the file on the host (Docker made a directory because there was none) and recreate the container`])
 })
