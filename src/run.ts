@@ -6,7 +6,7 @@ import { basename, join } from 'node:path'
 import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert.ts'
 import { certOptions } from './cert-config.ts'
 import { applyToDir } from './apply.ts'
-import { prepareAsteriskDirs } from './asterisk-dirs.ts'
+import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk-dirs.ts'
 import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError } from './errors.ts'
@@ -27,20 +27,14 @@ export interface RunOptions {
   uid?: number
 }
 
-export interface RunAs {
-  name: string
-  uid: number
-  gid: number
-}
-
 /** Who Asterisk runs as: dropping root is the default; `root` keeps it (tests, special set-ups). */
-export function asteriskUser(settings: Settings, uid: number): RunAs | undefined {
+export function asteriskUser(settings: Settings, uid: number): Account | undefined {
   if (uid !== 0) return undefined
   const name = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
   if (name === 'root') return undefined
   try {
-    const id = (flag: string) => Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim())
-    return { name, uid: id('-u'), gid: id('-g') }
+    const id = (flag: string) => execFileSync('id', [flag, name], { encoding: 'utf8' }).trim()
+    return { name, uid: Number(id('-u')), gid: Number(id('-g')), groups: id('-G').split(/\s+/).map(Number) }
   } catch {
     throw new ConfigError([`ASTERISK_USER names \`${name}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
   }
@@ -55,6 +49,12 @@ export async function run(opts: RunOptions): Promise<number> {
   const phase = (name: string) => log.child(name)
   const unrunnable = notExecutable(target.bin)
   if (unrunnable) throw new ConfigError([`ASTERISK_BIN: ${unrunnable}; set it to the Asterisk executable (the image's is /usr/sbin/asterisk)`])
+  const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
+  // What Asterisk would trip over: the files' content and, once it has dropped root, their modes.
+  const configProblems = async () => {
+    const checked = await checkConfDir(confDir)
+    return { files: checked.files, problems: [...checked.problems, ...(user ? await unreadableByAsterisk(confDir, user) : [])] }
+  }
 
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
   // will read). A config error stops here, before anything runs.
@@ -62,10 +62,9 @@ export async function run(opts: RunOptions): Promise<number> {
   const certOpts = certOptions(settings, certLog)
   await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
   await applyToDir({ confDir, settings, log: phase('apply') })
-  const { problems, files } = await checkConfDir(confDir)
+  const { problems, files } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
   phase('check').info(`config dir ${confDir} is valid`, { files })
-  const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.
@@ -93,7 +92,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const changedDuringBoot = new Set<string>()
   const reload = (files: string[]) =>
     reloadChanged(files, {
-      check: async () => (await checkConfDir(confDir)).problems,
+      check: async () => (await configProblems()).problems,
       rx: (c) => rx(target, c),
       log: reloadLog,
     })
@@ -145,7 +144,7 @@ export async function run(opts: RunOptions): Promise<number> {
     void (async () => {
       try {
         await applyToDir({ confDir, settings, log: phase('apply') })
-        const { problems } = await checkConfDir(confDir)
+        const { problems } = await configProblems()
         if (problems.length) {
           for (const p of problems) reloadLog.error(p)
           reloadLog.error('not reloading: Asterisk keeps its current configuration')

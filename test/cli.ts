@@ -1,6 +1,6 @@
 // The privatedial command as users and the image run it: a real subprocess, its output and exit code.
 import t from 'tap'
-import { cpSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -90,6 +90,16 @@ t.test('run with an ASTERISK_BIN that can\'t run exits 78 at once, naming it, an
   const notExecutable = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: join(DEFAULTS_DIR, 'asterisk.conf') })
   t.equal(notExecutable.exitCode, 78)
   t.match(notExecutable.stdout, /asterisk\.conf` is not executable/)
+})
+
+t.test("run refuses, exit 78, a config file the Asterisk user could not read", { skip: process.getuid?.() !== 0 && 'needs root: run drops to ASTERISK_USER only as root' }, async (t) => {
+  const dir = confCopy()
+  chmodSync(dir, 0o755)
+  chmodSync(join(dir, 'pjsip_endpoint.conf'), 0o600)
+  const r = await run(['run'], { ASTERISK_CONF_DIR: dir, ASTERISK_USER: 'nobody', ASTERISK_BIN: '/bin/true' })
+  t.equal(r.exitCode, 78)
+  t.match(r.stdout, new RegExp(`Asterisk runs as user nobody \\(uid \\d+, gid \\d+\\) and can't read ${join(dir, 'pjsip_endpoint.conf').replaceAll('/', '\\/')} \\(mode 0600, owner 0:0\\)`))
+  t.notMatch(r.stdout, /Asterisk started/)
 })
 
 t.test('health is unhealthy, exit 1, when no Asterisk answers', async (t) => {
