@@ -22,7 +22,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM ${DEBIAN}
+# Asterisk drops root to this user and reads the config as it. A fixed id (the package would take
+# whatever is free) lets a host give it a bind-mounted file: chgrp 5060, chmod 640 (README).
 RUN set -eux; \
+    groupadd --system --gid 5060 asterisk; \
+    useradd --system --uid 5060 --gid 5060 --home-dir /var/lib/asterisk --no-create-home --shell /usr/sbin/nologin asterisk; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       asterisk asterisk-modules asterisk-core-sounds-en-gsm tini ca-certificates tzdata; \

@@ -73,3 +73,12 @@ t.test('Docker waits longer than run drains calls', async (t) => {
   const compose = Number(/^(\d+)s$/.exec(String(pbx.stop_grace_period))![1])
   t.ok(compose > grace + 2, `stop_grace_period ${compose}s > STOP_GRACE_SECONDS ${grace}s + a hard stop`)
 })
+
+t.test("the asterisk user has the fixed ids the README tells hosts to grant files to", async (t) => {
+  const uid = /useradd [^\n]*--uid (\d+)[^\n]* asterisk;/.exec(dockerfile)?.[1]
+  const gid = /groupadd [^\n]*--gid (\d+) asterisk;/.exec(dockerfile)?.[1]
+  t.ok(uid && gid, 'Dockerfile creates the asterisk user and group with fixed ids, before the package would')
+  t.ok(dockerfile.indexOf('useradd') < dockerfile.indexOf('apt-get install'), 'before the asterisk package is installed')
+  t.match(readme, `uid and gid ${uid}`)
+  t.match(readme, `chgrp ${gid}`)
+})
