@@ -1,6 +1,7 @@
-// The directories Asterisk writes to, from asterisk.conf [directories], made and handed to the
-// user Asterisk runs as. A fresh volume has none of them, and a container has no systemd to make
-// /run/asterisk: without it Asterisk has no control socket and `asterisk -rx` can't reach it.
+// What Asterisk needs of the filesystem as the user it runs as. The directories it writes to,
+// from asterisk.conf [directories], made and handed to that user: a fresh volume has none of them,
+// and a container has no systemd to make /run/asterisk, without which Asterisk has no control
+// socket and `asterisk -rx` can't reach it. And read access to its config files.
 import { chown, mkdir, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { getValues } from './conf.ts'
