@@ -24,10 +24,24 @@ const sipPort = portOf(resolveValues([transport], 'udp', 'bind').at(-1))!
 const tlsPort = portOf(resolveValues([transport], 'tls', 'bind').at(-1))!
 const rtpRange = `${getValues(rtp, 'general', 'rtpstart')[0]}-${getValues(rtp, 'general', 'rtpend')[0]}`
 
-t.test('every COPY source exists', async (t) => {
+t.test('every COPY source exists and is in the build context', async (t) => {
   const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/))
   t.ok(sources.length >= 4)
   for (const s of sources) t.ok(existsSync(join(root, s)), s)
+  // .dockerignore excludes everything and lets back in what the build copies.
+  const ignore = read('.dockerignore').split('\n').filter((l) => l && !l.startsWith('#'))
+  t.equal(ignore[0], '*')
+  for (const s of sources) t.ok(ignore.includes(`!${s}`), `.dockerignore lets ${s} in`)
+  for (const secret of ['pjsip_endpoint.conf', 'smtp_password', 'node_modules']) t.notOk(ignore.includes(`!${secret}`), `${secret} stays out`)
+})
+
+t.test('a fresh clone has every host file compose mounts, so `docker compose up -d` starts', async (t) => {
+  const hostFiles = (pbx.volumes as string[]).map((v) => v.split(':')[0]!).filter((src) => src.startsWith('.'))
+  t.ok(hostFiles.includes('./pjsip_endpoint.conf'))
+  for (const f of hostFiles) t.ok(existsSync(join(root, f)), `${f} is in the repository`)
+  const secrets = Object.values((compose as { secrets?: Record<string, { file?: string }> }).secrets ?? {}).flatMap((s) => (s.file ? [s.file] : []))
+  for (const f of secrets) t.ok(existsSync(join(root, f)), `secret file ${f} is in the repository`)
+  t.doesNotThrow(() => parseConf(read('pjsip_endpoint.conf'), 'pjsip_endpoint.conf'), 'the starter endpoint file is a valid config file')
 })
 
 t.test('entrypoint and healthcheck run package bins under tini', async (t) => {
