@@ -1,7 +1,7 @@
 // `privatedial check`: what Asterisk would reject or silently ignore in a config dir, as file:line
 // problems, before Asterisk reads it.
 import { readdir } from 'node:fs/promises'
-import { directives, printConf, sections, type ConfDoc } from './conf.ts'
+import { directives, printConf, readingOrder, sections, type ConfDoc } from './conf.ts'
 import { readConf, readConfTree } from './conf-files.ts'
 import { dialplanProblems } from './dialplan-check.ts'
 import { ConfigError, ConfSyntaxError } from './errors.ts'
@@ -11,14 +11,12 @@ export function templateProblems(docs: ConfDoc[]): string[] {
   const problems: string[] = []
   const seen = new Map<string, boolean>()
   const defined = new Set(docs.flatMap(sections).map((s) => s.name))
-  for (const doc of docs) {
-    for (const s of sections(doc)) {
-      for (const t of s.templates) {
-        if (!defined.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is not defined`)
-        else if (!seen.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is defined only further down; define it above`)
-      }
-      seen.set(s.name, true)
+  for (const { doc, section: s } of readingOrder(docs)) {
+    for (const t of s.templates) {
+      if (!defined.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is not defined`)
+      else if (!seen.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is defined only further down; define it above`)
     }
+    seen.set(s.name, true)
   }
   return problems
 }
@@ -32,6 +30,8 @@ function roots(docs: Map<string, ConfDoc>): string[] {
 export interface CheckResult {
   problems: string[]
   files: number
+  /** Sections of pjsip_endpoint.conf that are not templates: the trunks and users defined. */
+  endpoints: number
 }
 
 /** app_minivm copies mailcmd into a 160-byte buffer: a longer one is cut short without a word. */
@@ -66,7 +66,7 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
   try {
     names = (await readdir(confDir)).filter((f) => f.endsWith('.conf')).sort()
   } catch (err) {
-    return { problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`], files: 0 }
+    return { problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`], files: 0, endpoints: 0 }
   }
   for (const name of names) {
     try {
@@ -78,7 +78,9 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
       else throw err
     }
   }
-  if (problems.length) return { problems, files: names.length }
+  const endpointFile = docs.get('pjsip_endpoint.conf')
+  const endpoints = endpointFile ? sections(endpointFile).filter((s) => !s.isTemplate).length : 0
+  if (problems.length) return { problems, files: names.length, endpoints }
   const trees = new Map<string, ConfDoc[]>()
   for (const root of roots(docs)) {
     const tree = await readConfTree(confDir, root, docs)
@@ -86,5 +88,5 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
     trees.set(root, tree.docs)
   }
   problems.push(...dialplanProblems(trees), ...(await websmsProblems(docs)), ...mailcmdProblems(docs))
-  return { problems, files: names.length }
+  return { problems, files: names.length, endpoints }
 }

@@ -47,9 +47,9 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
-      const { problems, files } = await checkConfDir(ctx.confDir)
+      const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
       if (problems.length) throw new ConfigError(problems)
-      ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files })
+      ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok
     },
   },

@@ -208,6 +208,30 @@ export function directives(doc: ConfDoc): readonly Directive[] {
   return indexOf(doc).directives
 }
 
+/**
+ * The sections of `docs` in the order Asterisk reads them: an included file's sections where its
+ * #include stands (`docs` as conf-files.ts's readConfTree gives them, the opened file first);
+ * documents no other one includes follow in the order given. Templates must be defined above
+ * their use, and a `(+)` section's original above it, in this order.
+ */
+export function readingOrder(docs: readonly ConfDoc[]): { doc: ConfDoc; section: Section }[] {
+  const byFile = new Map(docs.map((d) => [d.file, d]))
+  const out: { doc: ConfDoc; section: Section }[] = []
+  const visited = new Set<ConfDoc>()
+  const visit = (doc: ConfDoc, open: string[]) => {
+    visited.add(doc)
+    for (const l of doc.lines) {
+      if (l.parsed.kind === 'section') out.push({ doc, section: l.parsed.section })
+      else if (l.parsed.kind === 'directive' && l.parsed.directive.kind !== 'exec') {
+        const sub = byFile.get(l.parsed.directive.target)
+        if (sub && !open.includes(sub.file)) visit(sub, [...open, sub.file])
+      }
+    }
+  }
+  for (const doc of docs) if (!visited.has(doc)) visit(doc, [doc.file])
+  return out
+}
+
 /** Values of `key` set directly in every section named `name` (no templates), in file order. */
 export function getValues(doc: ConfDoc, name: string, key: string): string[] {
   return sections(doc)

@@ -2,7 +2,7 @@
 // context, extension or label that isn't there, an include of a missing context, a global the dial
 // plan reads but nobody defines, an endpoint pointing at a context or trunk that doesn't exist.
 // Pure: parsed documents in (conf.ts), "file:line: problem" out.
-import { sections, templateResolver, type ConfDoc, type Section } from './conf.ts'
+import { readingOrder, sections, templateResolver, type ConfDoc, type Section } from './conf.ts'
 
 /** Sections of extensions.conf that hold settings, not extensions. */
 const NOT_CONTEXTS = new Set(['general', 'globals'])
@@ -129,39 +129,37 @@ function readDialplan(docs: ConfDoc[]): { contexts: Map<string, Context>; jumps:
   const jumps: Jump[] = []
   const problems: string[] = []
   const includes: { file: string; line: number; name: string }[] = []
-  for (const doc of docs) {
-    for (const s of sections(doc)) {
-      if (NOT_CONTEXTS.has(s.name)) continue
-      if (s.extend && !contexts.has(s.name)) {
-        problems.push(`${doc.file}:${s.line}: [${s.name}](+) adds to a context that is not defined above it`)
+  for (const { doc, section: s } of readingOrder(docs)) {
+    if (NOT_CONTEXTS.has(s.name)) continue
+    if (s.extend && !contexts.has(s.name)) {
+      problems.push(`${doc.file}:${s.line}: [${s.name}](+) adds to a context that is not defined above it`)
+    }
+    const context: Context = contexts.get(s.name) ?? { extensions: new Map(), includes: [] }
+    contexts.set(s.name, context)
+    let current: string | undefined
+    for (const e of s.entries) {
+      if (e.key === 'include') {
+        const name = splitTop(e.value, ',')[0]!
+        context.includes.push(name)
+        includes.push({ file: doc.file, line: e.line, name })
+        continue
       }
-      const context: Context = contexts.get(s.name) ?? { extensions: new Map(), includes: [] }
-      contexts.set(s.name, context)
-      let current: string | undefined
-      for (const e of s.entries) {
-        if (e.key === 'include') {
-          const name = splitTop(e.value, ',')[0]!
-          context.includes.push(name)
-          includes.push({ file: doc.file, line: e.line, name })
-          continue
-        }
-        if (e.key !== 'exten' && e.key !== 'same') continue
-        const [exten, priority, app = ''] = e.key === 'exten' ? splitTop(e.value, ',', 3) : [current, ...splitTop(e.value, ',', 2)]
-        if (exten === undefined || priority === undefined) {
-          problems.push(`${doc.file}:${e.line}: \`same =>\` before any \`exten =>\` in [${s.name}]`)
-          continue
-        }
-        current = exten
-        const ext = context.extensions.get(exten) ?? { labels: new Set(), priorities: new Set() }
-        context.extensions.set(exten, ext)
-        const label = /\(([^)]*)\)$/.exec(priority)?.[1]
-        if (label) ext.labels.add(label)
-        ext.priorities.add(priority.replace(/\(.*\)$/, ''))
-        if (priority === 'hint') continue
-        const call = application(app)
-        if (!call) continue
-        for (const j of jumpsOf(call.app, call.args)) jumps.push({ ...j, file: doc.file, line: e.line, context: s.name, exten })
+      if (e.key !== 'exten' && e.key !== 'same') continue
+      const [exten, priority, app = ''] = e.key === 'exten' ? splitTop(e.value, ',', 3) : [current, ...splitTop(e.value, ',', 2)]
+      if (exten === undefined || priority === undefined) {
+        problems.push(`${doc.file}:${e.line}: \`same =>\` before any \`exten =>\` in [${s.name}]`)
+        continue
       }
+      current = exten
+      const ext = context.extensions.get(exten) ?? { labels: new Set(), priorities: new Set() }
+      context.extensions.set(exten, ext)
+      const label = /\(([^)]*)\)$/.exec(priority)?.[1]
+      if (label) ext.labels.add(label)
+      ext.priorities.add(priority.replace(/\(.*\)$/, ''))
+      if (priority === 'hint') continue
+      const call = application(app)
+      if (!call) continue
+      for (const j of jumpsOf(call.app, call.args)) jumps.push({ ...j, file: doc.file, line: e.line, context: s.name, exten })
     }
   }
   for (const i of includes) {

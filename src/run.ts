@@ -53,7 +53,7 @@ export async function run(opts: RunOptions): Promise<number> {
   // What Asterisk would trip over: the files' content and, once it has dropped root, their modes.
   const configProblems = async () => {
     const checked = await checkConfDir(confDir)
-    return { files: checked.files, problems: [...checked.problems, ...(user ? await unreadableByAsterisk(confDir, user) : [])] }
+    return { ...checked, problems: [...checked.problems, ...(user ? await unreadableByAsterisk(confDir, user) : [])] }
   }
 
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
@@ -62,9 +62,11 @@ export async function run(opts: RunOptions): Promise<number> {
   const certOpts = certOptions(settings, certLog)
   await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
   await applyToDir({ confDir, settings, log: phase('apply') })
-  const { problems, files } = await configProblems()
+  const { problems, files, endpoints } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
-  phase('check').info(`config dir ${confDir} is valid`, { files })
+  phase('check').info(`config dir ${confDir} is valid`, { files, endpoints })
+  // A first start: the PBX runs, but nobody can register or call in yet.
+  if (!endpoints) phase('check').warn('pjsip_endpoint.conf defines no trunk and no user yet; add them (its comments show how) and save it: the PBX reloads it')
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.

@@ -17,7 +17,7 @@ t.test('a valid dir has no problems', async (t) => {
     'pjsip_transport.conf': '[t_wan](!)\ntype = transport\n[udp](t_wan)\nprotocol = udp\n',
     'extensions.conf': '#tryinclude not_there.conf\n[globals]\n',
   })
-  t.same(await checkConfDir(dir), { problems: [], files: 3 })
+  t.same(await checkConfDir(dir), { problems: [], files: 3, endpoints: 0 })
 })
 
 t.test('problems are found with file:line', async (t) => {
@@ -73,4 +73,31 @@ t.test('a directory where a config file should be (a bind mount of a missing hos
   mkdirSync(join(dir, 'pjsip_endpoint.conf'))
   const { problems } = await checkConfDir(dir)
   t.same(problems, [`${join(dir, 'pjsip_endpoint.conf')} is a directory, not a config file; if it is bind-mounted, create the file on the host (Docker made a directory because there was none) and recreate the container`])
+})
+
+t.test('the trunks and users of pjsip_endpoint.conf are counted, templates not', async (t) => {
+  const shipped = await checkConfDir(dirWith({ 'pjsip_endpoint.conf': '; nothing yet\n' }))
+  t.equal(shipped.endpoints, 0)
+  const users = await checkConfDir(dirWith({
+    'pjsip_wizard.conf': '[w_term](!)\ntype = wizard\n#include pjsip_endpoint.conf\n',
+    'pjsip_endpoint.conf': '[w_term:x](!,w_term)\n[alice](w_term:x)\n[bob](w_term:x)\n',
+  }))
+  t.same(users, { problems: [], files: 2, endpoints: 2 })
+})
+
+t.test("an included file's templates count from where its #include stands", async (t) => {
+  // Templates kept in their own file, included at the top of the endpoint file: valid for Asterisk.
+  const top = await checkConfDir(dirWith({
+    'pjsip_wizard.conf': '[w_term](!)\ntype = wizard\n#include pjsip_endpoint.conf\n',
+    'pjsip_endpoint.conf': '#include my_templates.conf\n[alice](w_term:x)\n',
+    'my_templates.conf': '[w_term:x](!,w_term)\n',
+  }))
+  t.same(top.problems, [])
+  // Included after the user that needs it: Asterisk has not read the template yet.
+  const bottom = await checkConfDir(dirWith({
+    'pjsip_wizard.conf': '[w_term](!)\ntype = wizard\n#include pjsip_endpoint.conf\n',
+    'pjsip_endpoint.conf': '[alice](w_term:x)\n#include my_templates.conf\n',
+    'my_templates.conf': '[w_term:x](!,w_term)\n',
+  }))
+  t.same(bottom.problems, ['pjsip_endpoint.conf:1: [alice] inherits template `w_term:x`, which is defined only further down; define it above'])
 })

@@ -70,6 +70,7 @@ t.test('check passes on the shipped suite and fails with file:line on a broken o
   const dir = confCopy()
   const ok = await run(['check'], { ASTERISK_CONF_DIR: dir })
   t.equal(ok.exitCode, 0, ok.stdout)
+  t.match(ok.stdout, / files=\d+ endpoints=0$/m, 'the shipped endpoint file defines nobody')
   const { writeFileSync } = await import('node:fs')
   writeFileSync(join(dir, 'pjsip_endpoint.conf'), '[jane](w_term_nope)\ninbound_auth/username = jane\n')
   const bad = await run(['check'], { ASTERISK_CONF_DIR: dir })
