@@ -6,6 +6,7 @@
 // anything the server did not accept is written to the spool and `--flush` sends it later.
 
 import { randomBytes } from 'node:crypto'
+import { fstatSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -129,6 +130,23 @@ function firstAddress(value: string): string | undefined {
 }
 
 /** Reads the command line and the environment; throws UsageError or ConfigError. No I/O. */
+const spoolDirOf = (env: Env) => env.MINIVM_SPOOL_DIR || DEFAULT_SPOOL_DIR
+
+/**
+ * Whether stdin is a message handed over the way MiniVM does (`mailcmd < file`), which can be read
+ * to its end without waiting on anyone; a terminal or an open pipe could keep us waiting for ever.
+ * A stream without a descriptor (a test's) ends by itself.
+ */
+function handedAFile(stdin: Readable): boolean {
+  const fd = (stdin as { fd?: unknown }).fd
+  if (typeof fd !== 'number') return true
+  try {
+    return fstatSync(fd).isFile()
+  } catch {
+    return false
+  }
+}
+
 export function parseArgs(argv: readonly string[], env: Env): Invocation {
   let values: Partial<Record<FlagName, string | boolean>>
   try {
@@ -177,7 +195,7 @@ export function parseArgs(argv: readonly string[], env: Env): Invocation {
   return {
     mode: values.flush ? 'flush' : 'send',
     smtp: { host, port, protocol, user, passwords, from, caFile: str('ca-file'), insecure: values.insecure === true, timeoutMs: timeout * 1000 },
-    spoolDir: env.MINIVM_SPOOL_DIR || DEFAULT_SPOOL_DIR,
+    spoolDir: spoolDirOf(env),
     logLevel,
   }
 }
@@ -544,8 +562,22 @@ export async function run(argv: readonly string[], env: Env, io: Io): Promise<nu
   try {
     inv = parseArgs(argv, env)
   } catch (err) {
-    io.stderr(`${NAME}: ${err instanceof Error ? err.message : String(err)}`)
-    return err instanceof UsageError || err instanceof ConfigError ? err.exitCode : EXIT.failure
+    const code = err instanceof UsageError || err instanceof ConfigError ? err.exitCode : EXIT.failure
+    const why = `${NAME}: ${err instanceof Error ? err.message : String(err)}`
+    // MiniVM deletes its message as soon as we return: a typo in mailcmd must not cost it. The
+    // spool flush (privatedial run, every 5 min) reports the same error until mailcmd is fixed.
+    const mail = argv.includes('--flush') || argv.includes('--help') || !handedAFile(io.stdin) ? undefined : await readAll(io.stdin).catch(() => undefined)
+    if (!mail?.length) {
+      io.stderr(why)
+      return code
+    }
+    const spoolDir = spoolDirOf(env)
+    try {
+      io.stderr(`${why}; kept as ${await spoolMessage(spoolDir, mail, io.now())}: fix mailcmd in minivm.conf, then ${NAME} --flush sends it`)
+    } catch (spoolErr) {
+      io.stderr(`${why}; queueing it in ${spoolDir} failed too (${spoolErr instanceof Error ? spoolErr.message : String(spoolErr)}): the message is lost`)
+    }
+    return code
   }
   if (inv.mode === 'help') {
     io.stdout(usage() + '\n')

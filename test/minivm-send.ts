@@ -502,6 +502,20 @@ t.test('a MiniVM voicemail with a wav attachment', async (t) => {
   t.ok(parts[1]!.body.equals(recording), 'the attachment is the recording, byte for byte')
 })
 
+t.test('a mailcmd MiniVM runs with a bad flag keeps the message it was given, and says so', async (t) => {
+  const spool = newSpool()
+  const r = await cli(['-H', '127.0.0.1:1', '-P', 'smtp', '--sender', 'pbx@example.com'], { spool, input: SIMPLE })
+  t.equal(r.code, 64)
+  t.equal(r.stderr.length, 1)
+  t.match(r.stderr[0], /^minivm-send: Unknown option '--sender'.*; kept as .*\.eml: fix mailcmd in minivm\.conf, then minivm-send --flush sends it$/)
+  const kept = await queued(spool)
+  t.equal(kept.length, 1)
+  t.equal(await readFile(join(spool, kept[0]!), 'utf8'), SIMPLE, 'byte for byte')
+  const nothing = await cli(['--bogus'], { spool: newSpool() })
+  t.equal(nothing.code, 64)
+  t.notMatch(nothing.stderr.join('\n'), /kept as/, 'no message on stdin, nothing kept')
+})
+
 t.test('the bin, run the way MiniVM runs mailcmd', async (t) => {
   const sink = await startSmtpSink({ tls: 'none' })
   t.teardown(sink.close)
@@ -541,4 +555,10 @@ t.test('the bin, run the way MiniVM runs mailcmd', async (t) => {
   const bad = await execa(BIN, ['-P', 'smtp'], { env, reject: false })
   t.equal(bad.exitCode, 64)
   t.equal(bad.stderr, 'minivm-send: -H is required: the SMTP server as HOST[:PORT], e.g. -H mx.example.com:587')
+
+  // A mailcmd typo, the way MiniVM runs it: the voicemail is kept, not lost with MiniVM's file.
+  const typo = await mailcmd(`127.0.0.1:${sink.port} --sender voicemail@example.com`)
+  t.equal(typo.exitCode, 64)
+  t.match(typo.stderr, /Unknown option '--sender'.*; kept as .*: fix mailcmd in minivm\.conf/)
+  t.equal((await queued(spool)).length, 1)
 })
