@@ -32,12 +32,18 @@ export function asteriskUser(settings: Settings, uid: number): Account | undefin
   if (uid !== 0) return undefined
   const name = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
   if (name === 'root') return undefined
+  let out: string
   try {
-    const id = (flag: string) => execFileSync('id', [flag, name], { encoding: 'utf8' }).trim()
-    return { name, uid: Number(id('-u')), gid: Number(id('-g')), groups: id('-G').split(/\s+/).map(Number) }
+    // One `id` (POSIX format: uid=N(name) gid=N(name) groups=N(name),...): each run costs ~7 ms of start.
+    out = execFileSync('id', [name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
   } catch {
     throw new ConfigError([`ASTERISK_USER names \`${name}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
   }
+  const num = (key: string) => Number(new RegExp(`\\b${key}=(\\d+)`).exec(out)?.[1])
+  const groups = (/\bgroups=(\S+)/.exec(out)?.[1] ?? '').split(',').map((g) => parseInt(g, 10)).filter((g) => !Number.isNaN(g))
+  const account = { name, uid: num('uid'), gid: num('gid'), groups }
+  if (Number.isNaN(account.uid) || Number.isNaN(account.gid)) throw new Error(`\`id ${name}\` printed \`${out.trim()}\`, expected uid=N(name) gid=N(name) groups=...`)
+  return account
 }
 
 export async function run(opts: RunOptions): Promise<number> {

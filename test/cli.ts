@@ -101,6 +101,10 @@ t.test("run refuses, exit 78, a config file the Asterisk user could not read", {
   t.equal(r.exitCode, 78)
   t.match(r.stdout, new RegExp(`Asterisk runs as user nobody \\(uid \\d+, gid \\d+\\) and can't read ${join(dir, 'pjsip_endpoint.conf').replaceAll('/', '\\/')} \\(mode 0600, owner 0:0\\)`))
   t.notMatch(r.stdout, /Asterisk started/)
+  const unknown = await run(['run'], { ASTERISK_CONF_DIR: dir, ASTERISK_USER: 'no-such-user-pd', ASTERISK_BIN: '/bin/true' })
+  t.equal(unknown.exitCode, 78)
+  t.match(unknown.stdout, /ASTERISK_USER names `no-such-user-pd`, which is not a user on this system/)
+  t.equal(unknown.stderr, '', 'nothing but our own log lines')
 })
 
 t.test('health is unhealthy, exit 1, when no Asterisk answers', async (t) => {
