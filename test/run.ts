@@ -6,12 +6,22 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
-import { findAsterisk, freePort, prepareTestPbx, USERS } from './helpers/asterisk.ts'
+import { findAsterisk, freePort, prepareTestPbx, USERS, type PreparedAsterisk } from './helpers/asterisk.ts'
 import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
 
 const asterisk = findAsterisk()
 const sipp = findSipp()
 const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
+
+const stillRunning = (pids: number[]) =>
+  pids.filter((p) => {
+    try {
+      process.kill(p, 0)
+      return true
+    } catch {
+      return false
+    }
+  })
 
 /** Pids of the processes whose parent is `pid`, recursively. */
 function descendants(pid: number): number[] {
@@ -26,41 +36,50 @@ else if (typeof sipp === 'string') t.plan(0, `skipped: ${sipp}`)
 else {
   const conf = await prepareTestPbx(asterisk)
   t.teardown(() => conf.remove())
-  const env = {
+  /** What run gets to use a test PBX's config: its Asterisk as root, a short drain, every log line. */
+  const runEnv = (pbx: PreparedAsterisk, extra: Record<string, string> = {}) => ({
     ...process.env,
-    ASTERISK_CONF_DIR: conf.etc,
+    ASTERISK_CONF_DIR: pbx.etc,
     ASTERISK_BIN: asterisk.bin,
     ASTERISK_USER: 'root',
-    TLS_CERT_FILE: conf.certFile,
-    TLS_KEY_FILE: conf.keyFile,
-    MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+    TLS_CERT_FILE: pbx.certFile,
+    TLS_KEY_FILE: pbx.keyFile,
+    MINIVM_SPOOL_DIR: join(pbx.dir, 'outbox'),
     STOP_GRACE_SECONDS: '3',
     LOG_LEVEL: 'debug',
-  }
-  let output = ''
-  const waiters = new Set<() => void>()
-  const proc: ResultPromise = execa(process.execPath, [cli, 'run'], { env, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
-  proc.all!.on('data', (c: Buffer) => {
-    output += c.toString()
-    for (const w of waiters) w()
+    ...extra,
   })
-  t.teardown(() => void proc.kill('SIGKILL'))
-  /** Resolves with the first match in run's output after `from`, or fails after a generous bound. */
-  const waitFor = (re: RegExp, from = 0, ms = 30_000) =>
-    new Promise<RegExpMatchArray>((resolve, reject) => {
-      const check = () => {
-        const m = output.slice(from).match(re)
-        if (m) done(() => resolve(m))
-      }
-      const timer = setTimeout(() => done(() => reject(new Error(`run did not print ${re} within ${ms} ms:\n${output.slice(from)}`))), ms)
-      const done = (f: () => void) => {
-        clearTimeout(timer)
-        waiters.delete(check)
-        f()
-      }
-      waiters.add(check)
-      check()
+  /** `privatedial run` on a test PBX, killed at the end of test `owner` if still there. */
+  const startRun = (owner: Test, pbx: PreparedAsterisk, extra: Record<string, string> = {}) => {
+    let output = ''
+    const waiters = new Set<() => void>()
+    const proc: ResultPromise = execa(process.execPath, [cli, 'run'], { env: runEnv(pbx, extra), extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    proc.all!.on('data', (c: Buffer) => {
+      output += c.toString()
+      for (const w of waiters) w()
     })
+    owner.teardown(() => void proc.kill('SIGKILL'))
+    /** Resolves with the first match in run's output after `from`, or fails after a generous bound. */
+    const waitFor = (re: RegExp, from = 0, ms = 30_000) =>
+      new Promise<RegExpMatchArray>((resolve, reject) => {
+        const check = () => {
+          const m = output.slice(from).match(re)
+          if (m) done(() => resolve(m))
+        }
+        const timer = setTimeout(() => done(() => reject(new Error(`run did not print ${re} within ${ms} ms:\n${output.slice(from)}`))), ms)
+        const done = (f: () => void) => {
+          clearTimeout(timer)
+          waiters.delete(check)
+          f()
+        }
+        waiters.add(check)
+        check()
+      })
+    return { proc, output: () => output, waitFor }
+  }
+  const env = runEnv(conf)
+  const main = startRun(t, conf)
+  const { proc, waitFor } = main
   const target = `127.0.0.1:${conf.sipPort}`
   /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
   const register = async (user: string, password: string, port?: number) => {
@@ -88,9 +107,9 @@ else {
 
   t.test('run starts Asterisk and says when it is ready', async (t) => {
     await waitFor(/PrivateDial ready \d+ ms after start/)
-    t.match(output, /Asterisk fully booted in \d+ ms/)
-    t.match(output, /INFO  asterisk: /, "Asterisk's own log lines reach run's output, prefixed")
-    t.notMatch(output, /ERROR  ?asterisk: /, 'Asterisk logged no error at boot')
+    t.match(main.output(), /Asterisk fully booted in \d+ ms/)
+    t.match(main.output(), /INFO  asterisk: /, "Asterisk's own log lines reach run's output, prefixed")
+    t.notMatch(main.output(), /ERROR  ?asterisk: /, 'Asterisk logged no error at boot')
   })
 
   t.test('health is healthy while Asterisk runs', async (t) => {
@@ -103,11 +122,11 @@ else {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
     t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is unknown at first')
-    const from = output.length
+    const from = main.output().length
     writeFileSync(file, `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`)
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=\d+/, from)
     t.equal(await register('frank', 'frank-pw-1a2b'), 200, 'frank registers')
-    const from2 = output.length
+    const from2 = main.output().length
     writeFileSync(file, original)
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from2)
     t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is gone again')
@@ -116,10 +135,10 @@ else {
   t.test('a broken endpoint file is not loaded; Asterisk keeps the users it has', async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
-    const from = output.length
+    const from = main.output().length
     writeFileSync(file, `${original}\n[grace](w_term:nope)\ninbound_auth/username = grace\n`)
     await waitFor(/not reloading after the change to pjsip_endpoint\.conf/, from)
-    t.match(output.slice(from), /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/)
+    t.match(main.output().slice(from), /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/)
     t.equal(await register('alice', USERS.alice.password), 200, 'alice still registers')
     writeFileSync(file, original)
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
@@ -128,7 +147,7 @@ else {
   t.test('a call in progress survives a reload', async (t) => {
     const { alice, bob } = await aliceCallsBob(t)
     const file = join(conf.etc, 'pjsip_endpoint.conf')
-    const from = output.length
+    const from = main.output().length
     writeFileSync(file, readFileSync(file, 'utf8') + '\n; a harmless edit\n[x-reload](w_term:test)\ninbound_auth/username = x-reload\ninbound_auth/password = x-pw-0000\n')
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
     const [a, b] = await Promise.all([alice.done, bob.done])
@@ -139,7 +158,7 @@ else {
 
   t.test('SIGHUP applies the environment again and reloads without a restart', async (t) => {
     const pid = execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim()
-    const from = output.length
+    const from = main.output().length
     proc.kill('SIGHUP')
     await waitFor(/reloaded Asterisk \(core reload\)/, from)
     t.equal(execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(), pid, 'same Asterisk process')
@@ -147,7 +166,7 @@ else {
 
   t.test('a crashed Asterisk is restarted', async (t) => {
     const pid = Number(execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim())
-    const from = output.length
+    const from = main.output().length
     process.kill(pid, 'SIGKILL')
     await waitFor(/Asterisk exited unexpectedly \(signal SIGKILL\) after \d+ ms; restarting in 1000 ms/, from)
     await waitFor(/Asterisk fully booted in \d+ ms/, from)
@@ -158,7 +177,7 @@ else {
     const { alice, bob } = await aliceCallsBob(t)
     const kids = descendants(proc.pid!)
     t.ok(kids.length >= 1, 'run has Asterisk as a child')
-    const from = output.length
+    const from = main.output().length
     proc.kill('SIGTERM')
     await waitFor(/stopping Asterisk \(SIGTERM\)/, from)
     // While the call in progress may finish, a new one is turned away.
@@ -167,19 +186,11 @@ else {
     t.ok(answer !== undefined && answer >= 400, `a new call during the drain is refused (${answer})\n${late.summary}`)
     const r = await proc
     t.equal(r.exitCode, 0, 'run exits 0')
-    t.match(output.slice(from), /received SIGTERM; shutting down/)
-    t.match(output.slice(from), /stopping Asterisk \(SIGTERM\): new calls refused, calls in progress have 3 s/)
-    t.match(output.slice(from), /calls still up after 3 s; stopping Asterisk now/)
-    t.match(output.slice(from), /Asterisk stopped/)
-    const alive = kids.filter((p) => {
-      try {
-        process.kill(p, 0)
-        return true
-      } catch {
-        return false
-      }
-    })
-    t.same(alive, [], 'no process of run is left')
+    t.match(main.output().slice(from), /received SIGTERM; shutting down/)
+    t.match(main.output().slice(from), /stopping Asterisk \(SIGTERM\): new calls refused, calls in progress have 3 s/)
+    t.match(main.output().slice(from), /calls still up after 3 s; stopping Asterisk now/)
+    t.match(main.output().slice(from), /Asterisk stopped/)
+    t.same(stillRunning(kids), [], 'no process of run is left')
     alice.stop()
     bob.stop()
   })
@@ -187,27 +198,17 @@ else {
   t.test('a user added while Asterisk boots can register once it is up, and no reload fails', async (t) => {
     const booting = await prepareTestPbx(asterisk)
     t.teardown(() => booting.remove())
-    const run = execa(process.execPath, [cli, 'run'], { env: { ...env, ASTERISK_CONF_DIR: booting.etc, TLS_CERT_FILE: booting.certFile, TLS_KEY_FILE: booting.keyFile, MINIVM_SPOOL_DIR: join(booting.dir, 'outbox') }, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
-    t.teardown(() => void run.kill('SIGKILL'))
-    let out = ''
-    const seen = (re: RegExp) => new Promise<void>((resolve) => {
-      const check = () => re.test(out) && resolve()
-      run.all!.on('data', (c: Buffer) => {
-        out += c.toString()
-        check()
-      })
-      check()
-    })
+    const { proc: run, output, waitFor } = startRun(t, booting)
     // The watcher is up well before Asterisk has booted (it takes the better part of a second).
-    await seen(/watching .*pjsip_endpoint\.conf for changes/)
+    await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     const file = join(booting.etc, 'pjsip_endpoint.conf')
     writeFileSync(file, `${readFileSync(file, 'utf8')}\n[gina](w_term:test)\nhint_exten = +12025550107\ninbound_auth/username = gina\ninbound_auth/password = gina-pw-3c4d\n`)
-    await seen(/PrivateDial ready/)
-    await seen(/reloaded after a change to pjsip_endpoint\.conf|reload after a change .* failed/)
-    t.comment(/still booting/.test(out) ? 'the change came during the boot' : 'Asterisk had booted before the change was seen')
+    await waitFor(/PrivateDial ready/)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf|reload after a change .* failed/)
+    t.comment(/still booting/.test(output()) ? 'the change came during the boot' : 'Asterisk had booted before the change was seen')
     const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target: `127.0.0.1:${booting.sipPort}`, port: await freePort(), auth: { user: 'gina', password: 'gina-pw-3c4d' } })
     t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
-    t.notMatch(out, /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
+    t.notMatch(output(), /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })
@@ -215,38 +216,19 @@ else {
   t.test('SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left', async (t) => {
     const early = await prepareTestPbx(asterisk)
     t.teardown(() => early.remove())
-    const earlyEnv = { ...env, ASTERISK_CONF_DIR: early.etc, TLS_CERT_FILE: early.certFile, TLS_KEY_FILE: early.keyFile, MINIVM_SPOOL_DIR: join(early.dir, 'outbox') }
-    const run = execa(process.execPath, [cli, 'run'], { env: earlyEnv, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
-    t.teardown(() => void run.kill('SIGKILL'))
-    let out = ''
-    const kids = await new Promise<number[]>((resolve) => {
-      run.all!.on('data', (c: Buffer) => {
-        const before = out
-        out += c.toString()
-        if (/Asterisk started/.test(out) && !/Asterisk started/.test(before)) {
-          const found = descendants(run.pid!)
-          run.kill('SIGTERM')
-          resolve(found)
-        }
-      })
-    })
+    const { proc: run, output, waitFor } = startRun(t, early)
+    await waitFor(/Asterisk started/)
+    const kids = descendants(run.pid!)
+    run.kill('SIGTERM')
     t.ok(kids.length >= 1, 'Asterisk was running when the signal came')
     const r = await run
-    t.equal(r.exitCode, 0, `run exits 0\n${out}`)
-    t.match(out, /received SIGTERM; shutting down/)
-    t.match(out, /stopping Asterisk \(SIGTERM\) before it finished booting/)
-    t.notMatch(out, /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
-    t.notMatch(out, /PrivateDial ready/, 'a PBX being stopped is never reported ready')
-    t.notMatch(out.slice(out.indexOf('received SIGTERM')), /watching .* for changes/, 'nothing claims to start watching after the stop')
-    const alive = kids.filter((p) => {
-      try {
-        process.kill(p, 0)
-        return true
-      } catch {
-        return false
-      }
-    })
-    t.same(alive, [], 'no process of run is left')
+    t.equal(r.exitCode, 0, `run exits 0\n${output()}`)
+    t.match(output(), /received SIGTERM; shutting down/)
+    t.match(output(), /stopping Asterisk \(SIGTERM\) before it finished booting/)
+    t.notMatch(output(), /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
+    t.notMatch(output(), /PrivateDial ready/, 'a PBX being stopped is never reported ready')
+    t.notMatch(output().slice(output().indexOf('received SIGTERM')), /watching .* for changes/, 'nothing claims to start watching after the stop')
+    t.same(stillRunning(kids), [], 'no process of run is left')
   })
 
   t.test('SIGTERM while a certificate order waits on a CA that never answers still drains and exits 0', async (t) => {
@@ -258,35 +240,16 @@ else {
     const caPort = (silent.address() as AddressInfo).port
     const ordering = await prepareTestPbx(asterisk)
     t.teardown(() => ordering.remove())
-    const acmeEnv = { ...env, ASTERISK_CONF_DIR: ordering.etc, TLS_CERT_FILE: ordering.certFile, TLS_KEY_FILE: ordering.keyFile, MINIVM_SPOOL_DIR: join(ordering.dir, 'outbox'), TLS_MODE: 'acme', ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`, ACME_DOMAINS: 'pbx.example.com', ACME_EMAIL: 'admin@example.com' }
-    const run = execa(process.execPath, [cli, 'run'], { env: acmeEnv, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
-    t.teardown(() => void run.kill('SIGKILL'))
-    let out = ''
-    const seen = (re: RegExp) => new Promise<void>((resolve) => {
-      const check = () => re.test(out) && resolve()
-      run.all!.on('data', (c: Buffer) => {
-        out += c.toString()
-        check()
-      })
-      check()
-    })
-    await Promise.all([seen(/PrivateDial ready/), seen(/ordering certificate/)])
+    const { proc: run, output, waitFor } = startRun(t, ordering, { TLS_MODE: 'acme', ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`, ACME_DOMAINS: 'pbx.example.com', ACME_EMAIL: 'admin@example.com' })
+    await Promise.all([waitFor(/PrivateDial ready/), waitFor(/ordering certificate/)])
     const kids = descendants(run.pid!)
     run.kill('SIGTERM')
     // Bounded well past the 3 s grace: a run that waits for the order never gets there.
     const bound = setTimeout(() => void run.kill('SIGKILL'), 20_000)
     const r = await run
     clearTimeout(bound)
-    t.equal(r.exitCode, 0, `run exits 0 on its own\n${out.slice(out.indexOf('received SIGTERM'))}`)
-    t.match(out, /Asterisk stopped/)
-    const alive = kids.filter((p) => {
-      try {
-        process.kill(p, 0)
-        return true
-      } catch {
-        return false
-      }
-    })
-    t.same(alive, [], 'no process of run is left')
+    t.equal(r.exitCode, 0, `run exits 0 on its own\n${output().slice(output().indexOf('received SIGTERM'))}`)
+    t.match(output(), /Asterisk stopped/)
+    t.same(stillRunning(kids), [], 'no process of run is left')
   })
 }
