@@ -31,11 +31,14 @@ const isExecutableFile = (path: string) => {
  */
 export function notExecutable(bin: string, path = process.env.PATH ?? ''): string | undefined {
   if (bin.includes('/')) {
-    let kind = 'does not exist'
+    let isFile: boolean
     try {
-      kind = statSync(bin).isFile() ? 'is not executable' : 'is not a file'
-    } catch {}
-    return isExecutableFile(bin) ? undefined : `\`${bin}\` ${kind}`
+      isFile = statSync(bin).isFile()
+    } catch {
+      return `\`${bin}\` does not exist`
+    }
+    if (!isFile) return `\`${bin}\` is not a file`
+    return isExecutableFile(bin) ? undefined : `\`${bin}\` is not executable`
   }
   const dirs = path.split(delimiter).filter(Boolean)
   return dirs.some((d) => isExecutableFile(join(d, bin))) ? undefined : `\`${bin}\` is in no directory of PATH (${dirs.join(delimiter) || 'empty'})`
