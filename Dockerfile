@@ -41,9 +41,9 @@ COPY rootfs ./rootfs
 # Everything that must survive the container lives under /srv, the one volume; the usual paths
 # point there so the spec's file names (/etc/asterisk/..., /etc/ssl/asterisk/...) keep working.
 RUN set -eux; \
-    chmod 755 dist/cli.js dist/minivm-send-cli.js; \
+    chmod 755 dist/cli.js dist/mail/minivm-send-cli.js; \
     ln -s /opt/privatedial/dist/cli.js /usr/local/bin/privatedial; \
-    ln -s /opt/privatedial/dist/minivm-send-cli.js /usr/local/bin/minivm-send; \
+    ln -s /opt/privatedial/dist/mail/minivm-send-cli.js /usr/local/bin/minivm-send; \
     for d in /etc/asterisk /etc/ssl/asterisk /var/spool/asterisk /var/log/asterisk /var/lib/asterisk/db; do \
       rm -rf "$d"; mkdir -p "/srv$d" "$(dirname "$d")"; ln -s "/srv$d" "$d"; \
     done; \

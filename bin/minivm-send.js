@@ -3,5 +3,5 @@
 import { enableCompileCache } from 'node:module'
 
 enableCompileCache()
-const { main } = await import('../src/minivm-send.ts')
+const { main } = await import('../src/mail/minivm-send.ts')
 await main()

@@ -1,10 +1,10 @@
 // `privatedial check`: what Asterisk would reject or silently ignore in a config dir, as file:line
 // problems, before Asterisk reads it.
 import { readdir } from 'node:fs/promises'
-import { directives, printConf, readingOrder, sections, type ConfDoc } from './conf.ts'
-import { readConf, readConfTree } from './conf-files.ts'
-import { dialplanProblems } from './dialplan-check.ts'
-import { ConfigError, ConfSyntaxError } from './errors.ts'
+import { directives, printConf, readingOrder, sections, type ConfDoc } from './config/conf.ts'
+import { readConf, readConfTree } from './config/files.ts'
+import { dialplanProblems } from './config/dialplan-check.ts'
+import { ConfigError, ConfSyntaxError } from './base/errors.ts'
 
 /** Templates must exist, and Asterisk only finds ones defined above the section that names them. */
 export function templateProblems(docs: ConfDoc[]): string[] {
@@ -49,7 +49,7 @@ function mailcmdProblems(docs: Map<string, ConfDoc>): string[] {
 async function websmsProblems(docs: Map<string, ConfDoc>): Promise<string[]> {
   const doc = docs.get('websms.conf')
   if (!doc) return []
-  const { parseWebsmsConf } = await import('./websms-config.ts')
+  const { parseWebsmsConf } = await import('./websms/config.ts')
   try {
     parseWebsmsConf(printConf(doc), doc.file)
     return []

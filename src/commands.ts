@@ -1,9 +1,9 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { ConfigError, EXIT, UsageError } from './errors.ts'
-import { createLogger, type Level, type Logger } from './log.ts'
-import { readSettings, SETTINGS, type Settings } from './settings.ts'
+import { ConfigError, EXIT, UsageError } from './base/errors.ts'
+import { createLogger, type Level, type Logger } from './base/log.ts'
+import { readSettings, SETTINGS, type Settings } from './config/settings.ts'
 
 interface Command {
   summary: string
@@ -34,8 +34,8 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial apply [--dry-run]',
     options: { 'dry-run': { type: 'boolean', short: 'n', doc: 'print a unified diff of what would change; write nothing' } },
     async run(ctx, values) {
-      const { seed } = await import('./seed.ts')
-      const { applyToDir } = await import('./apply.ts')
+      const { seed } = await import('./config/seed.ts')
+      const { applyToDir } = await import('./config/apply.ts')
       const dryRun = values['dry-run'] === true
       if (!dryRun) await seed({ confDir: ctx.confDir, log: ctx.log.child('seed') })
       await applyToDir({ confDir: ctx.confDir, settings: ctx.settings, dryRun, log: ctx.log.child('apply'), print: ctx.out })
@@ -57,8 +57,8 @@ const COMMANDS: Record<string, Command> = {
     summary: 'obtain or renew the TLS certificate now (self-signed, ACME or Traefik), then exit',
     usage: 'privatedial cert',
     async run(ctx) {
-      const { certOptions } = await import('./cert-config.ts')
-      const { ensureCertificate } = await import('./cert.ts')
+      const { certOptions } = await import('./cert/config.ts')
+      const { ensureCertificate } = await import('./cert/keeper.ts')
       const log = ctx.log.child('cert')
       const r = await ensureCertificate(certOptions(ctx.settings, log))
       if (r.error) {
@@ -72,7 +72,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'exit 0 when Asterisk answers and all its PJSIP transports are up (the image\'s HEALTHCHECK)',
     usage: 'privatedial health',
     async run(ctx) {
-      const { health } = await import('./health.ts')
+      const { health } = await import('./asterisk/health.ts')
       const r = await health({ bin: ctx.settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir: ctx.confDir })
       ctx.out(`${r.ok ? 'healthy' : 'unhealthy'}: ${r.detail}\n`)
       return r.ok ? EXIT.ok : EXIT.failure

@@ -3,20 +3,20 @@
 import { execFileSync } from 'node:child_process'
 import { chown } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert.ts'
-import { certOptions } from './cert-config.ts'
-import { applyToDir } from './apply.ts'
-import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk-dirs.ts'
-import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk.ts'
+import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert/keeper.ts'
+import { certOptions } from './cert/config.ts'
+import { applyToDir } from './config/apply.ts'
+import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk/dirs.ts'
+import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk/process.ts'
 import { checkConfDir } from './check.ts'
-import { ConfigError } from './errors.ts'
-import type { Logger } from './log.ts'
-import { reloadChanged } from './reload.ts'
-import { seed } from './seed.ts'
-import type { Settings } from './settings.ts'
-import { supervise, type Supervisor } from './supervise.ts'
-import type { Watcher } from './watch.ts'
-import type { Websms } from './websms.ts'
+import { ConfigError } from './base/errors.ts'
+import type { Logger } from './base/log.ts'
+import { reloadChanged } from './asterisk/reload.ts'
+import { seed } from './config/seed.ts'
+import type { Settings } from './config/settings.ts'
+import { supervise, type Supervisor } from './asterisk/supervise.ts'
+import type { Watcher } from './asterisk/watch.ts'
+import type { Websms } from './websms/service.ts'
 
 export interface RunOptions {
   settings: Settings
@@ -89,7 +89,7 @@ export async function run(opts: RunOptions): Promise<number> {
   let websms: Websms | undefined
   const websmsPort = settings.get('WEBSMS_PORT')?.value
   if (websmsPort) {
-    const { startWebsms } = await import('./websms.ts')
+    const { startWebsms } = await import('./websms/service.ts')
     websms = await startWebsms({ confDir, port: Number(websmsPort), spoolDir: settings.get('WEBSMS_SPOOL_DIR')?.value ?? '/var/spool/asterisk/websms', log: phase('websms') })
   } else phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
@@ -172,7 +172,7 @@ export async function run(opts: RunOptions): Promise<number> {
   signals.on('SIGHUP', hup)
 
   // What Asterisk does not need to start loads after it is spawned; a stop meanwhile skips it.
-  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([import('./watch.ts'), import('./voicemail-spool.ts')])
+  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([import('./asterisk/watch.ts'), import('./mail/flush.ts')])
   if (!stopping) {
     const websmsConf = join(confDir, 'websms.conf')
     watcher = watchFiles({

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { checkConfDir, templateProblems } from '../src/check.ts'
-import { parseConf } from '../src/conf.ts'
+import { parseConf } from '../src/config/conf.ts'
 
 function dirWith(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'pd-check-'))
@@ -37,7 +37,7 @@ t.test('problems are found with file:line', async (t) => {
 
 t.test('the shipped suite passes; dial plan and websms.conf problems are found too', async (t) => {
   const { cpSync } = await import('node:fs')
-  const { DEFAULTS_DIR } = await import('../src/seed.ts')
+  const { DEFAULTS_DIR } = await import('../src/config/seed.ts')
   const dir = mkdtempSync(join(tmpdir(), 'pd-check-'))
   cpSync(DEFAULTS_DIR, dir, { recursive: true })
   t.same((await checkConfDir(dir)).problems, [], 'shipped files are clean')

@@ -4,7 +4,7 @@ import { chmodSync, cpSync, mkdtempSync, readFileSync, readdirSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { DEFAULTS_DIR } from '../src/seed.ts'
+import { DEFAULTS_DIR } from '../src/config/seed.ts'
 
 const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
 const run = (args: string[], env: Record<string, string> = {}) =>

@@ -5,10 +5,10 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
-import { getValues, parseConf, resolveValues } from '../src/conf.ts'
-import { DEFAULT_CERT_FILE, DEFAULT_KEY_FILE } from '../src/cert-config.ts'
-import { portOf } from '../src/apply.ts'
-import { SETTINGS } from '../src/settings.ts'
+import { getValues, parseConf, resolveValues } from '../src/config/conf.ts'
+import { DEFAULT_CERT_FILE, DEFAULT_KEY_FILE } from '../src/cert/config.ts'
+import { portOf } from '../src/config/apply.ts'
+import { SETTINGS } from '../src/config/settings.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const read = (f: string) => readFileSync(join(root, f), 'utf8')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { withEnvTable } from '../src/readme-table.ts'
-import { SETTINGS } from '../src/settings.ts'
+import { withEnvTable } from '../src/config/readme-table.ts'
+import { SETTINGS } from '../src/config/settings.ts'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os'
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { rx as remote, spawnAsterisk, waitFullyBooted, type AsteriskTarget, type Child } from '../../src/asterisk.ts'
-import { parseConf, printConf, setValue, type ConfDoc } from '../../src/conf.ts'
+import { rx as remote, spawnAsterisk, waitFullyBooted, type AsteriskTarget, type Child } from '../../src/asterisk/process.ts'
+import { parseConf, printConf, setValue, type ConfDoc } from '../../src/config/conf.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 export const SHIPPED_CONFIG = resolve(HERE, '../../rootfs/etc/asterisk')

@@ -7,7 +7,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseConf, printConf, setValue } from '../../src/conf.ts'
+import { parseConf, printConf, setValue } from '../../src/config/conf.ts'
 import { SHIPPED_CONFIG } from './asterisk.ts'
 
 export interface Posted {

@@ -1,0 +1,250 @@
+// `privatedial apply`: environment overrides written into the config files. The plan and the edits
+// are pure (planEdits, applyEdits); applyToDir is the thin edge that reads and writes the files.
+import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
+import { readConf } from './files.ts'
+import { writeFileAtomic } from '../base/atomic-write.ts'
+import { ConfigError } from '../base/errors.ts'
+import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
+import { MASK, type Settings } from './settings.ts'
+import type { Logger } from '../base/log.ts'
+import { join } from 'node:path'
+
+export interface Edit {
+  file: string
+  section: string
+  key: string
+  /** The variables this edit comes from, for the log. */
+  from: string[]
+  /** New values from the current ones; a string is a problem that stops the whole apply. */
+  values: (current: string[]) => string[] | { problem: string }
+}
+
+const TRANSPORT = 'pjsip_transport.conf'
+const MINIVM = 'minivm.conf'
+
+/** `0.0.0.0:5060`, `[::]:5060` or a bare address, with its port replaced. */
+export function withPort(bind: string, port: string): string {
+  const bracketed = /^(\[[^\]]*\])(?::\d*)?$/.exec(bind)
+  if (bracketed) return `${bracketed[1]}:${port}`
+  if ((bind.match(/:/g) ?? []).length > 1) return `[${bind}]:${port}`
+  return `${bind.split(':')[0] || '0.0.0.0'}:${port}`
+}
+
+export function portOf(bind: string | undefined): string | undefined {
+  return bind ? /:(\d+)$/.exec(bind)?.[1] : undefined
+}
+
+const SECURITY_FLAG: Record<string, string> = { starttls: 'starttls', tls: 'tls', none: 'smtp' }
+const DEFAULT_SMTP_PORT: Record<string, string> = { starttls: '587', tls: '465', smtp: '25', smtps: '465' }
+
+/** minivm.conf's mailcmd is a shell command line; edit its minivm-send flags as words, never as text. */
+export function editMailcmd(current: string | undefined, settings: Settings): string | { problem: string } {
+  const words = current ? mailcmdWords(current) : []
+  if (!words) return { problem: `${MINIVM} [general] mailcmd \`${current}\` uses shell operators; edit it by hand or unset the SMTP_* variables` }
+  // Another mailer (sendmail -t, ...) can't take our flags; SMTP_* means the user wants ours.
+  const flags = new Map<string, string>()
+  const isOurs = words.length > 0 && isMinivmSend(words[0]!)
+  const command = isOurs ? words[0]! : 'minivm-send'
+  const rest: string[] = []
+  if (isOurs) {
+    for (let i = 1; i < words.length; i++) {
+      const w = words[i]!
+      if (/^-[HPupf]$/.test(w) && i + 1 < words.length) flags.set(w, words[++i]!)
+      else rest.push(w)
+    }
+  }
+  const get = (n: string) => settings.get(n)?.value
+  const security = get('SMTP_SECURITY')
+  if (security) flags.set('-P', SECURITY_FLAG[security]!)
+  const [oldHost = '', oldPort] = splitHostPort(flags.get('-H') ?? '')
+  const host = get('SMTP_HOST') ?? oldHost
+  const port = get('SMTP_PORT') ?? (get('SMTP_HOST') && !oldPort ? undefined : oldPort) ?? DEFAULT_SMTP_PORT[flags.get('-P') ?? 'starttls']
+  if (get('SMTP_HOST') || get('SMTP_PORT')) {
+    if (!host) return { problem: `SMTP_PORT is set but there is no mail server host: set SMTP_HOST too` }
+    flags.set('-H', `${host.includes(':') ? `[${host}]` : host}:${port}`)
+  }
+  if (get('SMTP_USER')) flags.set('-u', get('SMTP_USER')!)
+  if (get('SMTP_FROM')) flags.set('-f', get('SMTP_FROM')!)
+  // The password lives in the environment, never in a file Asterisk and backups can read.
+  if (settings.has('SMTP_PASSWORD')) flags.delete('-p')
+  const argv = [command, ...[...flags].flatMap(([f, v]) => [f, v]), ...rest]
+  return quoteMailcmd(argv)
+}
+
+function splitHostPort(hp: string): [string, string | undefined] {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(hp) ?? /^([^:]*)(?::(\d+))?$/.exec(hp)
+  return m ? [m[1]!, m[2]] : [hp, undefined]
+}
+
+/** Which file/section/key each set variable owns. Unset variables own nothing: the file keeps what the user wrote. */
+export function planEdits(settings: Settings): Edit[] {
+  const edits: Edit[] = []
+  const v = (n: string) => settings.get(n)?.value
+  const set = (from: string[], file: string, section: string, key: string, values: Edit['values']) => {
+    if (from.some((n) => settings.has(n))) edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
+  }
+  set(['SIP_DOMAIN'], TRANSPORT, 't_wan', 'domain', () => [v('SIP_DOMAIN')!])
+  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_signaling_address', () => [v('SIP_EXTERNAL_HOST')!])
+  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_media_address', () => [v('SIP_EXTERNAL_HOST')!])
+  set(['SIP_LOCAL_NET'], TRANSPORT, 't_wan', 'local_net', () => v('SIP_LOCAL_NET')!.split(','))
+  set(['SIP_PORT'], TRANSPORT, 't_wan', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_PORT')!)])
+  set(['SIP_TLS_PORT'], TRANSPORT, 'tls', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_TLS_PORT')!)])
+  set(['TLS_CERT_FILE'], TRANSPORT, 'tls', 'cert_file', () => [v('TLS_CERT_FILE')!])
+  set(['TLS_KEY_FILE'], TRANSPORT, 'tls', 'priv_key_file', () => [v('TLS_KEY_FILE')!])
+  set(['RTP_PORT_MIN'], 'rtp.conf', 'general', 'rtpstart', () => [v('RTP_PORT_MIN')!])
+  set(['RTP_PORT_MAX'], 'rtp.conf', 'general', 'rtpend', () => [v('RTP_PORT_MAX')!])
+  set(['COUNTRY_CODE'], 'extensions_local.conf', 'globals', 'CONTRY_CODE', () => [v('COUNTRY_CODE')!])
+  const smtp = ['SMTP_HOST', 'SMTP_PORT', 'SMTP_SECURITY', 'SMTP_USER', 'SMTP_PASSWORD', 'SMTP_FROM']
+  set(smtp, MINIVM, 'general', 'mailcmd', (cur) => {
+    const r = editMailcmd(cur.at(-1), settings)
+    return typeof r === 'string' ? [r] : r
+  })
+  set(['SMTP_FROM'], MINIVM, 'general', 'emailaddress', () => [v('SMTP_FROM')!])
+  return edits
+}
+
+export interface Change {
+  file: string
+  section: string
+  key: string
+  from: string[]
+  before: string[]
+  after: string[]
+}
+
+/**
+ * Checks that need the files as well as the env: values a variable sets that, combined with what
+ * the files keep, would not work.
+ */
+function crossChecks(docs: Map<string, ConfDoc>): string[] {
+  const problems: string[] = []
+  const rtp = docs.get('rtp.conf')
+  if (rtp) {
+    const start = Number(getValues(rtp, 'general', 'rtpstart').at(-1))
+    const end = Number(getValues(rtp, 'general', 'rtpend').at(-1))
+    if (start && end && start > end) problems.push(`RTP port range is empty: rtpstart ${start} > rtpend ${end} (RTP_PORT_MIN must not be above RTP_PORT_MAX)`)
+  }
+  const transport = docs.get(TRANSPORT)
+  if (transport) {
+    const udpTcp = portOf(resolveValues([transport], 'tcp', 'bind').at(-1))
+    const tls = portOf(resolveValues([transport], 'tls', 'bind').at(-1))
+    if (udpTcp && udpTcp === tls) problems.push(`SIP_PORT and SIP_TLS_PORT are both ${tls}; TCP and TLS can't share a port`)
+  }
+  return problems
+}
+
+/** Transports that set their own bind don't follow [t_wan]; say so rather than let SIP_PORT silently not apply. */
+function overrideWarnings(docs: Map<string, ConfDoc>, settings: Settings): string[] {
+  const transport = docs.get(TRANSPORT)
+  const port = settings.get('SIP_PORT')?.value
+  if (!transport || !port) return []
+  const warnings: string[] = []
+  for (const s of sections(transport)) {
+    if (s.isTemplate || s.name === 'tls' || !s.templates.includes('t_wan')) continue
+    const bind = resolveValues([transport], s.name, 'bind').at(-1)
+    if (portOf(bind) !== port) warnings.push(`SIP_PORT=${port} set [t_wan] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`)
+  }
+  return warnings
+}
+
+export function applyEdits(docs: Map<string, ConfDoc>, edits: Edit[], settings: Settings): { changes: Change[]; problems: string[]; warnings: string[] } {
+  const changes: Change[] = []
+  const problems: string[] = []
+  for (const e of edits) {
+    const doc = docs.get(e.file)
+    if (!doc) {
+      problems.push(`${e.from.join(', ')}: ${e.file} does not exist in the config dir (it is seeded from the image's defaults when missing)`)
+      continue
+    }
+    const before = getValues(doc, e.section, e.key)
+    const after = e.values(before)
+    if (!Array.isArray(after)) {
+      problems.push(after.problem)
+      continue
+    }
+    if (setValues(doc, e.section, e.key, after)) changes.push({ file: e.file, section: e.section, key: e.key, from: e.from, before, after })
+  }
+  problems.push(...crossChecks(docs))
+  return { changes, problems, warnings: overrideWarnings(docs, settings) }
+}
+
+const SECRET_KEY = /pass|secret|hmac|token/i
+const PASSWORD_FLAG = /(\s-p\s+)('[^']*'|"[^"]*"|\S+)/g
+
+/** A value as it may be printed: secret keys masked whole, a mailcmd's `-p password` masked. */
+export function redactValue(key: string, value: string): string {
+  return SECRET_KEY.test(key) ? MASK : value.replace(PASSWORD_FLAG, `$1${MASK}`)
+}
+
+/** The same for a diff or file text, line by line. */
+export function redact(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const m = /^([+\- ]?\s*([^=;\s]+)\s*=>?\s*)(.*)$/.exec(line)
+      return m ? m[1]! + redactValue(m[2]!, m[3]!) : line
+    })
+    .join('\n')
+}
+
+export interface ApplyOptions {
+  confDir: string
+  settings: Settings
+  dryRun?: boolean
+  log: Logger
+  /** Where the dry-run diff goes. */
+  print?: (text: string) => void
+}
+
+export interface ApplyResult {
+  changes: Change[]
+  warnings: string[]
+  /** Files rewritten (or that would be, with dryRun). */
+  files: string[]
+}
+
+/**
+ * Read the target files, apply every set variable, and write the files that changed atomically.
+ * All problems are found before anything is written: bad input changes no file.
+ */
+export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
+  const { confDir, settings, log } = opts
+  const edits = planEdits(settings)
+  const docs = new Map<string, ConfDoc>()
+  const originals = new Map<string, string>()
+  for (const file of new Set(edits.map((e) => e.file))) {
+    const doc = await readConf(confDir, file)
+    if (!doc) continue
+    docs.set(file, doc)
+    originals.set(file, printConf(doc))
+  }
+  const { changes, problems, warnings } = applyEdits(docs, edits, settings)
+  if (problems.length) throw new ConfigError(problems)
+  for (const w of warnings) log.warn(w)
+  const files = [...docs].filter(([f, d]) => printConf(d) !== originals.get(f)).map(([f]) => f)
+  for (const c of changes) {
+    const shown = (vals: string[]) => (vals.length ? vals.map((v) => redactValue(c.key, v)).join(', ') : '(unset)')
+    log.info(`${opts.dryRun ? 'would set' : 'set'} ${c.file} [${c.section}] ${c.key}`, { from: c.from.join(','), was: shown(c.before), now: shown(c.after) })
+  }
+  if (!files.length) {
+    log.info(edits.length ? 'config files unchanged: they already hold the environment\'s values' : 'config files unchanged: no override variable is set')
+    return { changes, warnings, files }
+  }
+  if (opts.dryRun) {
+    // Only a dry run prints a diff: `run` does not load the diff library.
+    const { createTwoFilesPatch } = await import('diff')
+    for (const f of files) {
+      const patch = createTwoFilesPatch(`a/${f}`, `b/${f}`, originals.get(f)!, printConf(docs.get(f)!))
+      ;(opts.print ?? ((s) => process.stdout.write(s)))(redact(patch))
+    }
+    return { changes, warnings, files }
+  }
+  for (const f of files) {
+    // Re-parse what we are about to write: an edit must never produce a file Asterisk can't read.
+    const text = printConf(docs.get(f)!)
+    parseConf(text, f)
+    await writeFileAtomic(join(confDir, f), text)
+    log.info(`wrote ${f}`)
+  }
+  return { changes, warnings, files }
+}
