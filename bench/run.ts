@@ -12,7 +12,8 @@ import { DEFAULTS_DIR } from '../src/config/seed.ts'
 import { defaultAsteriskBin } from '../scripts/asterisk-bin.ts'
 
 function endpoints(n: number): string {
-  let text = '[itsp:bench](w_trunk)\nremote_hosts = sip.example.com\n\n[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
+  let text =
+    '[itsp:bench](w_trunk)\nremote_hosts = sip.example.com\n\n[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
   for (let i = 0; i < n; i++) {
     const num = String(2025550000 + i)
     text += `[user${i}](w_term:bench)\nhint_exten = +1${num}\nendpoint/callerid = User ${i} <+1${num}>\ninbound_auth/username = user${i}\ninbound_auth/password = secret${i}\n\n`
@@ -22,7 +23,7 @@ function endpoints(n: number): string {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-async function timeIt(runs: number, f: () => Promise<unknown> | unknown): Promise<number> {
+async function timeIt(runs: number, f: () => unknown): Promise<number> {
   const times: number[] = []
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now()
@@ -32,7 +33,13 @@ async function timeIt(runs: number, f: () => Promise<unknown> | unknown): Promis
   return median(times)
 }
 
-const env = { SIP_DOMAIN: 'example.com', SIP_PORT: '5560', SIP_LOCAL_NET: '10.0.0.0/8', SMTP_HOST: 'mx.example.com', COUNTRY_CODE: '46' }
+const env = {
+  SIP_DOMAIN: 'example.com',
+  SIP_PORT: '5560',
+  SIP_LOCAL_NET: '10.0.0.0/8',
+  SMTP_HOST: 'mx.example.com',
+  COUNTRY_CODE: '46',
+}
 const { settings } = readSettings(env, { readFile: () => '' })
 
 for (const n of [10, 1_000, 10_000]) {
@@ -47,7 +54,9 @@ for (const n of [10, 1_000, 10_000]) {
     const r = await checkConfDir(dir)
     if (r.problems.length) throw new Error(r.problems.join('\n'))
   })
-  console.log(`apply+check ${String(n).padStart(6)} endpoints: apply ${apply.toFixed(1)} ms, check ${check.toFixed(1)} ms, total ${(apply + check).toFixed(1)} ms (median of 5; goal < 1000 ms at 10,000)`)
+  console.log(
+    `apply+check ${String(n).padStart(6)} endpoints: apply ${apply.toFixed(1)} ms, check ${check.toFixed(1)} ms, total ${(apply + check).toFixed(1)} ms (median of 5; goal < 1000 ms at 10,000)`,
+  )
   rmSync(dir, { recursive: true, force: true })
 }
 

@@ -10,31 +10,55 @@ import { finalResponses, findSipp, runSipp } from '../test/helpers/sipp.ts'
 
 const asterisk = findAsterisk()
 const sipp = findSipp()
-if (typeof asterisk === 'string' || typeof sipp === 'string') {
-  console.log(`run benchmarks skipped: ${typeof asterisk === 'string' ? asterisk : sipp}`)
+if (typeof asterisk === 'string') {
+  console.log(`run benchmarks skipped: ${asterisk}`)
+} else if (typeof sipp === 'string') {
+  console.log(`run benchmarks skipped: ${sipp}`)
 } else {
   const conf = await prepareTestPbx(asterisk)
   const file = join(conf.etc, 'pjsip_endpoint.conf')
   let extra = ''
-  for (let i = 0; i < 1000; i++) extra += `\n[bench${i}](w_term:test)\nhint_exten = +1303555${String(i).padStart(4, '0')}\ninbound_auth/username = bench${i}\ninbound_auth/password = bench-pw-${i}\n`
+  for (let i = 0; i < 1000; i++)
+    extra += `\n[bench${i}](w_term:test)\nhint_exten = +1303555${String(i).padStart(4, '0')}\ninbound_auth/username = bench${i}\ninbound_auth/password = bench-pw-${i}\n`
   writeFileSync(file, readFileSync(file, 'utf8') + extra)
   // What the image runs: src/ compiled to dist/.
   execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
   const cli = new URL('../dist/cli.js', import.meta.url).pathname
-  const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', ASTERISK_CONF_DIR: conf.etc, ASTERISK_BIN: asterisk.bin, ASTERISK_USER: 'root', TLS_CERT_FILE: conf.certFile, TLS_KEY_FILE: conf.keyFile, MINIVM_SPOOL_DIR: join(conf.dir, 'outbox') }
+  const env = {
+    ...process.env,
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+    ASTERISK_CONF_DIR: conf.etc,
+    ASTERISK_BIN: asterisk.bin,
+    ASTERISK_USER: 'root',
+    TLS_CERT_FILE: conf.certFile,
+    TLS_KEY_FILE: conf.keyFile,
+    MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+  }
   const start = () => {
     const t0 = performance.now()
-    const proc = execa(process.execPath, [cli, 'run'], { env, extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    const proc = execa(process.execPath, [cli, 'run'], {
+      env,
+      extendEnv: false,
+      reject: false,
+      all: true,
+      buffer: false,
+      forceKillAfterDelay: false,
+    })
     let out = ''
     const seen = new Map<string, number>()
-    const marks: [string, RegExp][] = [['spawned', /Asterisk started/], ['ready', /PrivateDial ready/], ['reloaded', /reloaded after a change/]]
+    const marks: [string, RegExp][] = [
+      ['spawned', /Asterisk started/],
+      ['ready', /PrivateDial ready/],
+      ['reloaded', /reloaded after a change/],
+    ]
     proc.all!.on('data', (c: Buffer) => {
       out += c.toString()
       for (const [k, re] of marks) if (!seen.has(k) && re.test(out)) seen.set(k, performance.now())
     })
     /** When the first line matching mark `k` came. */
     const until = async (k: string) => {
-      for (const end = Date.now() + 60_000; !seen.has(k); await new Promise((r) => setTimeout(r, 5))) if (Date.now() > end) throw new Error(`no "${k}" in run's output:\n${out}`)
+      for (const end = Date.now() + 60_000; !seen.has(k); await new Promise((r) => setTimeout(r, 5)))
+        if (Date.now() > end) throw new Error(`no "${k}" in run's output:\n${out}`)
       return seen.get(k)!
     }
     return { proc, t0, until, out: () => out }
@@ -51,27 +75,61 @@ if (typeof asterisk === 'string' || typeof sipp === 'string') {
   const { proc, t0, until, out } = start()
   spawnTimes.push((await until('spawned')) - t0)
   spawnTimes.sort((x, y) => x - y)
-  console.log(`run start to Asterisk spawned, 1,000 endpoints: median ${spawnTimes[2]!.toFixed(0)} ms of 5 starts, ${spawnTimes[0]!.toFixed(0)}-${spawnTimes[4]!.toFixed(0)} (whole process, goal < 200 ms)`)
-  console.log(`run start to PBX ready (Asterisk fully booted), 1,000 endpoints: ${((await until('ready')) - t0).toFixed(0)} ms`)
+  console.log(
+    `run start to Asterisk spawned, 1,000 endpoints: median ${spawnTimes[2]!.toFixed(0)} ms of 5 starts, ${spawnTimes[0]!.toFixed(0)}-${spawnTimes[4]!.toFixed(0)} (whole process, goal < 200 ms)`,
+  )
+  console.log(
+    `run start to PBX ready (Asterisk fully booted), 1,000 endpoints: ${((await until('ready')) - t0).toFixed(0)} ms`,
+  )
   console.log(`  ${/PrivateDial ready.*/.exec(out())?.[0]}`)
   // RSS counts the node binary's code that ran (clean, shared, reclaimable pages) beside the
   // process's own memory: both are shown, and what the same binary takes doing (almost) nothing.
   const mb = (status: string, field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]) / 1024
   await new Promise((r) => setTimeout(r, 1000))
   const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8')
-  console.log(`resident memory of the node process after boot: ${mb(status, 'VmRSS').toFixed(1)} MB (goal < 60 MB): ${mb(status, 'RssAnon').toFixed(1)} MB its own (heap, buffers), ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`)
-  const bare = (code: string) => mb(execFileSync(process.execPath, ['-e', `${code};process.stdout.write(require('fs').readFileSync('/proc/self/status','utf8'))`], { encoding: 'utf8' }), 'VmRSS').toFixed(1)
-  console.log(`  for scale, this node binary: ${bare('0')} MB doing nothing, ${bare('let h=0;for(let i=0;i<3e6;i++)h=(h*31+String(i).length)|0')} MB after one loop hot enough for V8's optimising compiler`)
+  console.log(
+    `resident memory of the node process after boot: ${mb(status, 'VmRSS').toFixed(1)} MB (goal < 60 MB): ${mb(status, 'RssAnon').toFixed(1)} MB its own (heap, buffers), ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`,
+  )
+  const bare = (code: string) =>
+    mb(
+      execFileSync(
+        process.execPath,
+        ['-e', `${code};process.stdout.write(require('fs').readFileSync('/proc/self/status','utf8'))`],
+        { encoding: 'utf8' },
+      ),
+      'VmRSS',
+    ).toFixed(1)
+  console.log(
+    `  for scale, this node binary: ${bare('0')} MB doing nothing, ${bare('let h=0;for(let i=0;i<3e6;i++)h=(h*31+String(i).length)|0')} MB after one loop hot enough for V8's optimising compiler`,
+  )
 
   const saved = performance.now()
-  writeFileSync(file, readFileSync(file, 'utf8') + '\n[newbie](w_term:test)\nhint_exten = +13035559999\ninbound_auth/username = newbie\ninbound_auth/password = newbie-pw-1\n')
+  writeFileSync(
+    file,
+    readFileSync(file, 'utf8') +
+      '\n[newbie](w_term:test)\nhint_exten = +13035559999\ninbound_auth/username = newbie\ninbound_auth/password = newbie-pw-1\n',
+  )
   let live = 0
   for (let tries = 0; tries < 200 && !live; tries++) {
-    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target: `127.0.0.1:${conf.sipPort}`, port: await freePort(), auth: { user: 'newbie', password: 'newbie-pw-1' } })
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target: `127.0.0.1:${conf.sipPort}`,
+      port: await freePort(),
+      auth: { user: 'newbie', password: 'newbie-pw-1' },
+    })
     if (finalResponses(r, 'REGISTER').at(-1) === 200) live = performance.now()
   }
-  console.log(`save of pjsip_endpoint.conf to the new endpoint registering, 1,000 endpoints: ${live ? (live - saved).toFixed(0) + ' ms' : 'never'} (reload logged after ${((await until('reloaded')) - saved).toFixed(0)} ms; goal < 1000 ms)`)
-  if (process.env.BENCH_LOG_LEVEL) console.log(out().split('\n').filter((l) => !/ asterisk: /.test(l)).slice(0, 30).join('\n'))
+  console.log(
+    `save of pjsip_endpoint.conf to the new endpoint registering, 1,000 endpoints: ${live ? (live - saved).toFixed(0) + ' ms' : 'never'} (reload logged after ${((await until('reloaded')) - saved).toFixed(0)} ms; goal < 1000 ms)`,
+  )
+  if (process.env.BENCH_LOG_LEVEL)
+    console.log(
+      out()
+        .split('\n')
+        .filter((l) => !/ asterisk: /.test(l))
+        .slice(0, 30)
+        .join('\n'),
+    )
   proc.kill('SIGTERM')
   await proc
   await conf.remove()

@@ -26,7 +26,13 @@ type FromChild = { ready: { port: number } } | { queued: number; cpuMs: number }
 
 if (process.argv[2] === '--serve') {
   const [confDir = '', spoolDir = ''] = process.argv.slice(3)
-  const w = await startWebsms({ confDir, spoolDir, port: 0, host: '127.0.0.1', log: createLogger({ component: 'websms', level: 'error' }) })
+  const w = await startWebsms({
+    confDir,
+    spoolDir,
+    port: 0,
+    host: '127.0.0.1',
+    log: createLogger({ component: 'websms', level: 'error' }),
+  })
   process.send!({ ready: { port: w.publicPort } } satisfies FromChild)
   process.on('message', (m) => {
     if (m === 'queued') {
@@ -48,12 +54,21 @@ if (process.argv[2] === '--serve') {
   const websms = `[bench]\npreset = 46elks\nusername = u\npassword = p\ninbound_auth = path\ninbound_secret = ${SECRET}\n`
   const confDir = await websmsConfDir({ websms, apiPort: await freePort(), sipPort: sip.address().port })
   const spoolDir = join(confDir, 'spool')
-  const child = fork(fileURLToPath(import.meta.url), ['--serve', confDir, spoolDir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', confDir, spoolDir], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
   const next = () => new Promise<FromChild>((resolve) => child.once('message', (m) => resolve(m as FromChild)))
   const ready = await next()
   if (!('ready' in ready)) throw new Error('the WebSMS child did not start')
   const url = `http://127.0.0.1:${ready.ready.port}/inbound/bench/${SECRET}`
-  const body = new URLSearchParams({ direction: 'incoming', id: 'sf84', from: '+46701234567', to: '+12025550102', message: 'Hej! Ett sms med emoji 😀 och\nen radbrytning.', created: '2026-07-13T13:57:23.741000' }).toString()
+  const body = new URLSearchParams({
+    direction: 'incoming',
+    id: 'sf84',
+    from: '+46701234567',
+    to: '+12025550102',
+    message: 'Hej! Ett sms med emoji 😀 och\nen radbrytning.',
+    created: '2026-07-13T13:57:23.741000',
+  }).toString()
   const headers = { 'content-type': 'application/x-www-form-urlencoded' }
   let failed = 0
   // node:http with kept-alive connections: a light client leaves the two cores to the service.
@@ -61,18 +76,23 @@ if (process.argv[2] === '--serve') {
   const one = () =>
     new Promise<number>((resolve, reject) => {
       const t0 = performance.now()
-      const req = request(url, { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, agent }, (res) => {
-        res.resume()
-        res.on('end', () => {
-          if (res.statusCode !== 200) failed++
-          resolve(performance.now() - t0)
-        })
-      })
+      const req = request(
+        url,
+        { method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) }, agent },
+        (res) => {
+          res.resume()
+          res.on('end', () => {
+            if (res.statusCode !== 200) failed++
+            resolve(performance.now() - t0)
+          })
+        },
+      )
       req.on('error', reject)
       req.end(body)
     })
   const deadline = performance.now() + BOUND_MS
-  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+  const pct = (xs: number[], p: number) =>
+    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
   const status = async () => {
     child.send('queued')
     return (await next()) as { queued: number; cpuMs: number }
@@ -91,9 +111,11 @@ if (process.argv[2] === '--serve') {
   }
 
   // Warm up with as many clients as the burst has, so both phases reuse kept-alive connections.
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    for (let i = 0; i < 10; i++) await one()
-  }))
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = 0; i < 10; i++) await one()
+    }),
+  )
   await drain()
 
   // At the goal rate: posts started on a fixed schedule whatever the answers, so slow answers show;
@@ -109,26 +131,36 @@ if (process.argv[2] === '--serve') {
   }
   await Promise.all(pending)
   const achieved = latencies.length / ((performance.now() - start) / 1000)
-  console.log(`websms inbound at ${RATE}/s offered (${achieved.toFixed(0)}/s achieved): p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (${latencies.length} webhooks, ${failed} not 200; goal p99 < 50 ms)`)
+  console.log(
+    `websms inbound at ${RATE}/s offered (${achieved.toFixed(0)}/s achieved): p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (${latencies.length} webhooks, ${failed} not 200; goal p99 < 50 ms)`,
+  )
   await drain()
   const cpuPerText = ((await status()).cpuMs - cpu0) / latencies.length
-  console.log(`websms service CPU: ${cpuPerText.toFixed(2)} ms per webhook, taking it and delivering it to Asterisk (${(1000 / cpuPerText).toFixed(0)}/s would fill one core)`)
+  console.log(
+    `websms service CPU: ${cpuPerText.toFixed(2)} ms per webhook, taking it and delivering it to Asterisk (${(1000 / cpuPerText).toFixed(0)}/s would fill one core)`,
+  )
 
   // As fast as it goes: a fixed number of clients, each posting as soon as its last was answered.
   let sent = 0
   const t0 = performance.now()
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (sent < BURST && performance.now() < deadline) {
-      sent++
-      await one()
-    }
-  }))
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (sent < BURST && performance.now() < deadline) {
+        sent++
+        await one()
+      }
+    }),
+  )
   const secs = (performance.now() - t0) / 1000
-  console.log(`websms inbound, ${CONCURRENCY} clients: ${(sent / secs).toFixed(0)} webhooks/s accepted and queued (${sent} in ${secs.toFixed(1)} s, ${failed} not 200; goal 500/s)`)
+  console.log(
+    `websms inbound, ${CONCURRENCY} clients: ${(sent / secs).toFixed(0)} webhooks/s accepted and queued (${sent} in ${secs.toFixed(1)} s, ${failed} not 200; goal 500/s)`,
+  )
 
   // The backlog that burst left: how fast the queue hands texts to Asterisk.
   const d = await drain()
-  console.log(`websms delivery to Asterisk (a UDP peer answering 202): ${d.perSecond.toFixed(0)} texts/s emptying a backlog of ${d.backlog}, one MESSAGE at a time in arrival order`)
+  console.log(
+    `websms delivery to Asterisk (a UDP peer answering 202): ${d.perSecond.toFixed(0)} texts/s emptying a backlog of ${d.backlog}, one MESSAGE at a time in arrival order`,
+  )
 
   agent.destroy()
   child.send('stop')

@@ -28,6 +28,20 @@ if (tsc !== 0) {
 }
 console.log('typecheck: ok (tsc --noEmit)')
 
+// Type-aware lint (floating promises, unused code, type-only imports) and the formatter, before
+// any test runs: a style slip fails in seconds, not after the real-Asterisk suites.
+for (const [name, args] of [
+  ['oxlint', ['--type-aware', '--deny-warnings']],
+  ['prettier', ['--check', '--log-level=warn', '.']],
+] as const) {
+  const code = await run(bin(name), [...args])
+  if (code !== 0) {
+    console.log(`${name}: failed (npm run lint / npm run format fixes what it can)`)
+    process.exit(code)
+  }
+  console.log(`${name}: ok`)
+}
+
 defaultAsteriskBin()
 
 // tap compiles its plugin set at install time, with its TypeScript loader in it; Node 24 runs our
@@ -52,7 +66,9 @@ function watch(p: Parser, path: string[]): void {
     const where = [...path, r.name].filter(Boolean).join(' > ')
     if (r.skip || r.todo) {
       counts.skipped++
-      skips.push(`${where}: ${typeof r.skip === 'string' ? r.skip : typeof r.todo === 'string' ? `todo ${r.todo}` : 'skipped'}`)
+      skips.push(
+        `${where}: ${typeof r.skip === 'string' ? r.skip : typeof r.todo === 'string' ? `todo ${r.todo}` : 'skipped'}`,
+      )
     } else if (children.has(r.name)) return
     else if (r.ok) counts.passed++
     else counts.failed++

@@ -13,8 +13,12 @@ export function templateProblems(docs: ConfDoc[]): string[] {
   const defined = new Set(docs.flatMap(sections).map((s) => s.name))
   for (const { doc, section: s } of readingOrder(docs)) {
     for (const t of s.templates) {
-      if (!defined.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is not defined`)
-      else if (!seen.has(t)) problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is defined only further down; define it above`)
+      if (!defined.has(t))
+        problems.push(`${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is not defined`)
+      else if (!seen.has(t))
+        problems.push(
+          `${doc.file}:${s.line}: [${s.name}] inherits template \`${t}\`, which is defined only further down; define it above`,
+        )
     }
     seen.set(s.name, true)
   }
@@ -39,10 +43,18 @@ export const MINIVM_MAILCMD_MAX = 159
 
 function mailcmdProblems(docs: Map<string, ConfDoc>): string[] {
   const doc = docs.get('minivm.conf')
-  const entry = doc && sections(doc).filter((s) => s.name === 'general').flatMap((s) => s.entries).filter((e) => e.key === 'mailcmd').at(-1)
+  const entry =
+    doc &&
+    sections(doc)
+      .filter((s) => s.name === 'general')
+      .flatMap((s) => s.entries)
+      .filter((e) => e.key === 'mailcmd')
+      .at(-1)
   const bytes = entry ? Buffer.byteLength(entry.value) : 0
   if (!doc || !entry || bytes <= MINIVM_MAILCMD_MAX) return []
-  return [`${doc.file}:${entry.line}: mailcmd is ${bytes} bytes; MiniVM keeps only the first ${MINIVM_MAILCMD_MAX} and would run \`${entry.value.slice(0, MINIVM_MAILCMD_MAX)}\`: shorten it (the password belongs in SMTP_PASSWORD, not -p)`]
+  return [
+    `${doc.file}:${entry.line}: mailcmd is ${bytes} bytes; MiniVM keeps only the first ${MINIVM_MAILCMD_MAX} and would run \`${entry.value.slice(0, MINIVM_MAILCMD_MAX)}\`: shorten it (the password belongs in SMTP_PASSWORD, not -p)`,
+  ]
 }
 
 /** websms.conf is read by the WebSMS service, not Asterisk: its own rules apply. */
@@ -66,7 +78,11 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
   try {
     names = (await readdir(confDir)).filter((f) => f.endsWith('.conf')).sort()
   } catch (err) {
-    return { problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`], files: 0, endpoints: 0 }
+    return {
+      problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`],
+      files: 0,
+      endpoints: 0,
+    }
   }
   for (const name of names) {
     try {

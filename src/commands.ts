@@ -22,7 +22,7 @@ export interface Context {
 
 const COMMANDS: Record<string, Command> = {
   run: {
-    summary: 'the container\'s main process: seed, apply, check, start and supervise Asterisk, reload on change',
+    summary: "the container's main process: seed, apply, check, start and supervise Asterisk, reload on change",
     usage: 'privatedial run',
     async run(ctx) {
       const { run } = await import('./run.ts')
@@ -32,13 +32,21 @@ const COMMANDS: Record<string, Command> = {
   apply: {
     summary: 'write the environment variables into the config files',
     usage: 'privatedial apply [--dry-run]',
-    options: { 'dry-run': { type: 'boolean', short: 'n', doc: 'print a unified diff of what would change; write nothing' } },
+    options: {
+      'dry-run': { type: 'boolean', short: 'n', doc: 'print a unified diff of what would change; write nothing' },
+    },
     async run(ctx, values) {
       const { seed } = await import('./config/seed.ts')
       const { applyToDir } = await import('./config/apply.ts')
       const dryRun = values['dry-run'] === true
       if (!dryRun) await seed({ confDir: ctx.confDir, log: ctx.log.child('seed') })
-      await applyToDir({ confDir: ctx.confDir, settings: ctx.settings, dryRun, log: ctx.log.child('apply'), print: ctx.out })
+      await applyToDir({
+        confDir: ctx.confDir,
+        settings: ctx.settings,
+        dryRun,
+        log: ctx.log.child('apply'),
+        print: ctx.out,
+      })
       return EXIT.ok
     },
   },
@@ -69,7 +77,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   health: {
-    summary: 'exit 0 when Asterisk answers and all its PJSIP transports are up (the image\'s HEALTHCHECK)',
+    summary: "exit 0 when Asterisk answers and all its PJSIP transports are up (the image's HEALTHCHECK)",
     usage: 'privatedial health',
     async run(ctx) {
       const { health } = await import('./asterisk/health.ts')
@@ -100,11 +108,25 @@ function helpText(): string {
 }
 
 function commandHelp(name: string, c: Command): string {
-  const opts = Object.entries(c.options ?? {}).map(([o, d]) => `  ${d.short ? `-${d.short}, ` : '    '}--${o.padEnd(12)} ${d.doc}`)
-  return [`Usage: ${c.usage}`, '', `${name}: ${c.summary}`, '', 'Options:', ...opts, '  -h, --help         show this help'].join('\n')
+  const opts = Object.entries(c.options ?? {}).map(
+    ([o, d]) => `  ${d.short ? `-${d.short}, ` : '    '}--${o.padEnd(12)} ${d.doc}`,
+  )
+  return [
+    `Usage: ${c.usage}`,
+    '',
+    `${name}: ${c.summary}`,
+    '',
+    'Options:',
+    ...opts,
+    '  -h, --help         show this help',
+  ].join('\n')
 }
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv, out = (s: string) => process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  out = (s: string) => process.stdout.write(s),
+): Promise<number> {
   const level = (['debug', 'info', 'warn', 'error'].includes(env.LOG_LEVEL ?? '') ? env.LOG_LEVEL : 'info') as Level
   const log = createLogger({ component: 'privatedial', level })
   const [name, ...rest] = argv
@@ -118,7 +140,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, out = (s: str
       return EXIT.ok
     }
     const command = COMMANDS[name]
-    if (!command) throw new UsageError(`unknown command \`${name}\`; expected one of ${Object.keys(COMMANDS).join(', ')}`)
+    if (!command)
+      throw new UsageError(`unknown command \`${name}\`; expected one of ${Object.keys(COMMANDS).join(', ')}`)
     const options = { help: { type: 'boolean' as const, short: 'h' }, ...command.options }
     let values: Record<string, string | boolean | undefined> = {}
     // node:util costs a start ~6 ms; `run` and `health` have no arguments to parse.

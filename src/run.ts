@@ -37,12 +37,18 @@ export function asteriskUser(settings: Settings, uid: number): Account | undefin
     // One `id` (POSIX format: uid=N(name) gid=N(name) groups=N(name),...): each run costs ~7 ms of start.
     out = execFileSync('id', [name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
   } catch {
-    throw new ConfigError([`ASTERISK_USER names \`${name}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`])
+    throw new ConfigError([
+      `ASTERISK_USER names \`${name}\`, which is not a user on this system; create it, or set ASTERISK_USER=root to run Asterisk as root`,
+    ])
   }
   const num = (key: string) => Number(new RegExp(`\\b${key}=(\\d+)`).exec(out)?.[1])
-  const groups = (/\bgroups=(\S+)/.exec(out)?.[1] ?? '').split(',').map((g) => parseInt(g, 10)).filter((g) => !Number.isNaN(g))
+  const groups = (/\bgroups=(\S+)/.exec(out)?.[1] ?? '')
+    .split(',')
+    .map((g) => parseInt(g, 10))
+    .filter((g) => !Number.isNaN(g))
   const account = { name, uid: num('uid'), gid: num('gid'), groups }
-  if (Number.isNaN(account.uid) || Number.isNaN(account.gid)) throw new Error(`\`id ${name}\` printed \`${out.trim()}\`, expected uid=N(name) gid=N(name) groups=...`)
+  if (Number.isNaN(account.uid) || Number.isNaN(account.gid))
+    throw new Error(`\`id ${name}\` printed \`${out.trim()}\`, expected uid=N(name) gid=N(name) groups=...`)
   return account
 }
 
@@ -54,7 +60,10 @@ export async function run(opts: RunOptions): Promise<number> {
   const target: AsteriskTarget = { bin: settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir }
   const phase = (name: string) => log.child(name)
   const unrunnable = notExecutable(target.bin)
-  if (unrunnable) throw new ConfigError([`ASTERISK_BIN: ${unrunnable}; set it to the Asterisk executable (the image's is /usr/sbin/asterisk)`])
+  if (unrunnable)
+    throw new ConfigError([
+      `ASTERISK_BIN: ${unrunnable}; set it to the Asterisk executable (the image's is /usr/sbin/asterisk)`,
+    ])
   const user = asteriskUser(settings, opts.uid ?? process.getuid?.() ?? 0)
   // What Asterisk would trip over: the files' content and, once it has dropped root, their modes.
   const configProblems = async () => {
@@ -72,7 +81,10 @@ export async function run(opts: RunOptions): Promise<number> {
   if (problems.length) throw new ConfigError(problems)
   phase('check').info(`config dir ${confDir} is valid`, { files, endpoints })
   // A first start: the PBX runs, but nobody can register or call in yet.
-  if (!endpoints) phase('check').warn('pjsip_endpoint.conf defines no trunk and no user yet; add them (its comments show how) and save it: the PBX reloads it')
+  if (!endpoints)
+    phase('check').warn(
+      'pjsip_endpoint.conf defines no trunk and no user yet; add them (its comments show how) and save it: the PBX reloads it',
+    )
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.
@@ -90,7 +102,12 @@ export async function run(opts: RunOptions): Promise<number> {
   const websmsPort = settings.get('WEBSMS_PORT')?.value
   if (websmsPort) {
     const { startWebsms } = await import('./websms/service.ts')
-    websms = await startWebsms({ confDir, port: Number(websmsPort), spoolDir: settings.get('WEBSMS_SPOOL_DIR')?.value ?? '/var/spool/asterisk/websms', log: phase('websms') })
+    websms = await startWebsms({
+      confDir,
+      port: Number(websmsPort),
+      spoolDir: settings.get('WEBSMS_SPOOL_DIR')?.value ?? '/var/spool/asterisk/websms',
+      log: phase('websms'),
+    })
   } else phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
   const astLog = log.child('asterisk')
@@ -128,7 +145,10 @@ export async function run(opts: RunOptions): Promise<number> {
         void reload(files)
       }
       const m = process.memoryUsage()
-      log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, { rss_mb: Math.round(m.rss / 2 ** 20), heap_mb: Math.round(m.heapUsed / 2 ** 20) })
+      log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, {
+        rss_mb: Math.round(m.rss / 2 ** 20),
+        heap_mb: Math.round(m.heapUsed / 2 ** 20),
+      })
     },
   })
 
@@ -172,18 +192,26 @@ export async function run(opts: RunOptions): Promise<number> {
   signals.on('SIGHUP', hup)
 
   // What Asterisk does not need to start loads after it is spawned; a stop meanwhile skips it.
-  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([import('./asterisk/watch.ts'), import('./mail/flush.ts')])
+  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([
+    import('./asterisk/watch.ts'),
+    import('./mail/flush.ts'),
+  ])
   if (!stopping) {
     const websmsConf = join(confDir, 'websms.conf')
     watcher = watchFiles({
-      files: [join(confDir, 'pjsip_endpoint.conf'), ...(websms ? [websmsConf] : []), ...(settings.get('WATCH_FILES')?.value.split(',') ?? [])],
+      files: [
+        join(confDir, 'pjsip_endpoint.conf'),
+        ...(websms ? [websmsConf] : []),
+        ...(settings.get('WATCH_FILES')?.value.split(',') ?? []),
+      ],
       log: phase('watch'),
       onChange: async (files) => {
         // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
         if (websms && files.includes(websmsConf)) {
           await websms.reload().then(
             () => reloadLog.info('WebSMS reloaded websms.conf'),
-            (err: Error) => reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
+            (err: Error) =>
+              reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
           )
         }
         const changed = files.filter((f) => f !== websmsConf)
@@ -194,7 +222,9 @@ export async function run(opts: RunOptions): Promise<number> {
         }
         if (!supervisor.booted()) {
           for (const f of changed) changedDuringBoot.add(f)
-          reloadLog.info(`Asterisk is still booting; ${changed.map((f) => basename(f)).join(', ')} reloaded once it is up`)
+          reloadLog.info(
+            `Asterisk is still booting; ${changed.map((f) => basename(f)).join(', ')} reloaded once it is up`,
+          )
           return
         }
         await reload(changed)
@@ -215,7 +245,10 @@ export async function run(opts: RunOptions): Promise<number> {
 
     // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
     const mailLog = phase('voicemail-mail')
-    const flushMail = () => flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) => mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`))
+    const flushMail = () =>
+      flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) =>
+        mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`),
+      )
     mailTimer = setInterval(() => void flushMail(), FLUSH_INTERVAL_MS)
     void flushMail()
   }

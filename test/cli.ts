@@ -8,14 +8,19 @@ import { DEFAULTS_DIR } from '../src/config/seed.ts'
 
 const cli = new URL('../bin/privatedial.js', import.meta.url).pathname
 const run = (args: string[], env: Record<string, string> = {}) =>
-  execa(process.execPath, [cli, ...args], { reject: false, env: { PATH: process.env.PATH ?? '', ...env }, extendEnv: false })
+  execa(process.execPath, [cli, ...args], {
+    reject: false,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    extendEnv: false,
+  })
 
 function confCopy(): string {
   const dir = mkdtempSync(join(tmpdir(), 'pd-cli-'))
   cpSync(DEFAULTS_DIR, dir, { recursive: true })
   return dir
 }
-const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
+const snapshot = (dir: string) =>
+  Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
 
 t.test('--help lists every command and variable; each command has its own help', async (t) => {
   const r = await run(['--help'])
@@ -40,7 +45,12 @@ t.test('usage errors exit 64 and say what was expected', async (t) => {
 t.test('bad environment exits 78, one line per problem, secrets masked, nothing changed', async (t) => {
   const dir = confCopy()
   const before = snapshot(dir)
-  const r = await run(['apply'], { ASTERISK_CONF_DIR: dir, SIP_PORT: '99999', RTP_PORT_MIN: 'x', SMTP_PASSWORD: 'a\nhunter2' })
+  const r = await run(['apply'], {
+    ASTERISK_CONF_DIR: dir,
+    SIP_PORT: '99999',
+    RTP_PORT_MIN: 'x',
+    SMTP_PASSWORD: 'a\nhunter2',
+  })
   t.equal(r.exitCode, 78)
   const errors = r.stdout.split('\n').filter((l) => / ERROR /.test(l))
   t.equal(errors.length, 4, 'three problems and the summary')
@@ -78,34 +88,54 @@ t.test('check passes on the shipped suite and fails with file:line on a broken o
   t.match(bad.stdout, /pjsip_endpoint\.conf:1: \[jane\] inherits template `w_term_nope`, which is not defined/)
 })
 
-t.test('run with an ASTERISK_BIN that can\'t run exits 78 at once, naming it, and seeds nothing', async (t) => {
+t.test("run with an ASTERISK_BIN that can't run exits 78 at once, naming it, and seeds nothing", async (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'pd-cli-empty-'))
   const missing = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: '/nonexistent/asterisk' })
   t.equal(missing.exitCode, 78)
   t.match(missing.stdout, /ASTERISK_BIN: `\/nonexistent\/asterisk` does not exist/)
   t.notMatch(missing.stdout, /Asterisk started|restarting/)
   t.same(readdirSync(empty), [], 'the config dir is untouched')
-  const notOnPath = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: 'asterisk-nope', PATH: '/usr/bin:/bin' })
+  const notOnPath = await run(['run'], {
+    ASTERISK_CONF_DIR: empty,
+    ASTERISK_BIN: 'asterisk-nope',
+    PATH: '/usr/bin:/bin',
+  })
   t.equal(notOnPath.exitCode, 78)
   t.match(notOnPath.stdout, /ASTERISK_BIN: `asterisk-nope` is in no directory of PATH \(\/usr\/bin:\/bin\)/)
-  const notExecutable = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: join(DEFAULTS_DIR, 'asterisk.conf') })
+  const notExecutable = await run(['run'], {
+    ASTERISK_CONF_DIR: empty,
+    ASTERISK_BIN: join(DEFAULTS_DIR, 'asterisk.conf'),
+  })
   t.equal(notExecutable.exitCode, 78)
   t.match(notExecutable.stdout, /asterisk\.conf` is not executable/)
 })
 
-t.test("run refuses, exit 78, a config file the Asterisk user could not read", { skip: process.getuid?.() !== 0 && 'needs root: run drops to ASTERISK_USER only as root' }, async (t) => {
-  const dir = confCopy()
-  chmodSync(dir, 0o755)
-  chmodSync(join(dir, 'pjsip_endpoint.conf'), 0o600)
-  const r = await run(['run'], { ASTERISK_CONF_DIR: dir, ASTERISK_USER: 'nobody', ASTERISK_BIN: '/bin/true' })
-  t.equal(r.exitCode, 78)
-  t.match(r.stdout, new RegExp(`Asterisk runs as user nobody \\(uid \\d+, gid \\d+\\) and can't read ${join(dir, 'pjsip_endpoint.conf').replaceAll('/', '\\/')} \\(mode 0600, owner 0:0\\)`))
-  t.notMatch(r.stdout, /Asterisk started/)
-  const unknown = await run(['run'], { ASTERISK_CONF_DIR: dir, ASTERISK_USER: 'no-such-user-pd', ASTERISK_BIN: '/bin/true' })
-  t.equal(unknown.exitCode, 78)
-  t.match(unknown.stdout, /ASTERISK_USER names `no-such-user-pd`, which is not a user on this system/)
-  t.equal(unknown.stderr, '', 'nothing but our own log lines')
-})
+t.test(
+  'run refuses, exit 78, a config file the Asterisk user could not read',
+  { skip: process.getuid?.() !== 0 && 'needs root: run drops to ASTERISK_USER only as root' },
+  async (t) => {
+    const dir = confCopy()
+    chmodSync(dir, 0o755)
+    chmodSync(join(dir, 'pjsip_endpoint.conf'), 0o600)
+    const r = await run(['run'], { ASTERISK_CONF_DIR: dir, ASTERISK_USER: 'nobody', ASTERISK_BIN: '/bin/true' })
+    t.equal(r.exitCode, 78)
+    t.match(
+      r.stdout,
+      new RegExp(
+        `Asterisk runs as user nobody \\(uid \\d+, gid \\d+\\) and can't read ${join(dir, 'pjsip_endpoint.conf').replaceAll('/', '\\/')} \\(mode 0600, owner 0:0\\)`,
+      ),
+    )
+    t.notMatch(r.stdout, /Asterisk started/)
+    const unknown = await run(['run'], {
+      ASTERISK_CONF_DIR: dir,
+      ASTERISK_USER: 'no-such-user-pd',
+      ASTERISK_BIN: '/bin/true',
+    })
+    t.equal(unknown.exitCode, 78)
+    t.match(unknown.stdout, /ASTERISK_USER names `no-such-user-pd`, which is not a user on this system/)
+    t.equal(unknown.stderr, '', 'nothing but our own log lines')
+  },
+)
 
 t.test('health is unhealthy, exit 1, when no Asterisk answers', async (t) => {
   const r = await run(['health'], { ASTERISK_CONF_DIR: confCopy(), ASTERISK_BIN: '/nonexistent/asterisk' })

@@ -29,19 +29,27 @@ t.test('every COPY source exists and is in the build context', async (t) => {
   t.ok(sources.length >= 4)
   for (const s of sources) t.ok(existsSync(join(root, s)), s)
   // .dockerignore excludes everything and lets back in what the build copies.
-  const ignore = read('.dockerignore').split('\n').filter((l) => l && !l.startsWith('#'))
+  const ignore = read('.dockerignore')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
   t.equal(ignore[0], '*')
   for (const s of sources) t.ok(ignore.includes(`!${s}`), `.dockerignore lets ${s} in`)
-  for (const secret of ['pjsip_endpoint.conf', 'smtp_password', 'node_modules']) t.notOk(ignore.includes(`!${secret}`), `${secret} stays out`)
+  for (const secret of ['pjsip_endpoint.conf', 'smtp_password', 'node_modules'])
+    t.notOk(ignore.includes(`!${secret}`), `${secret} stays out`)
 })
 
 t.test('a fresh clone has every host file compose mounts, so `docker compose up -d` starts', async (t) => {
   const hostFiles = (pbx.volumes as string[]).map((v) => v.split(':')[0]!).filter((src) => src.startsWith('.'))
   t.ok(hostFiles.includes('./pjsip_endpoint.conf'))
   for (const f of hostFiles) t.ok(existsSync(join(root, f)), `${f} is in the repository`)
-  const secrets = Object.values((compose as { secrets?: Record<string, { file?: string }> }).secrets ?? {}).flatMap((s) => (s.file ? [s.file] : []))
+  const secrets = Object.values((compose as { secrets?: Record<string, { file?: string }> }).secrets ?? {}).flatMap(
+    (s) => (s.file ? [s.file] : []),
+  )
   for (const f of secrets) t.ok(existsSync(join(root, f)), `secret file ${f} is in the repository`)
-  t.doesNotThrow(() => parseConf(read('pjsip_endpoint.conf'), 'pjsip_endpoint.conf'), 'the starter endpoint file is a valid config file')
+  t.doesNotThrow(
+    () => parseConf(read('pjsip_endpoint.conf'), 'pjsip_endpoint.conf'),
+    'the starter endpoint file is a valid config file',
+  )
 })
 
 t.test('entrypoint and healthcheck run package bins under tini', async (t) => {
@@ -50,22 +58,37 @@ t.test('entrypoint and healthcheck run package bins under tini', async (t) => {
   t.match(dockerfile, /^HEALTHCHECK .*CMD \["privatedial", "health"\]$/m)
   // The image runs src/ compiled to dist/ (no TypeScript stripper in memory); each package bin
   // has its compiled twin on the image's PATH.
-  const links = Object.fromEntries([...dockerfile.matchAll(/ln -s \/opt\/privatedial\/dist\/(\S+)\.js \/usr\/local\/bin\/(\S+);/g)].map((m) => [m[2]!, m[1]!]))
-  t.same(Object.keys(links).sort(), Object.keys(pkg.bin).sort(), 'every package bin is on the image\'s PATH')
-  for (const [name, entry] of Object.entries(links)) t.ok(existsSync(join(root, 'src', `${entry}.ts`)), `${name} runs dist/${entry}.js, built from src/${entry}.ts`)
+  const links = Object.fromEntries(
+    [...dockerfile.matchAll(/ln -s \/opt\/privatedial\/dist\/(\S+)\.js \/usr\/local\/bin\/(\S+);/g)].map((m) => [
+      m[2]!,
+      m[1]!,
+    ]),
+  )
+  t.same(Object.keys(links).sort(), Object.keys(pkg.bin).sort(), "every package bin is on the image's PATH")
+  for (const [name, entry] of Object.entries(links))
+    t.ok(existsSync(join(root, 'src', `${entry}.ts`)), `${name} runs dist/${entry}.js, built from src/${entry}.ts`)
   t.match(dockerfile, /^RUN npm run build$/m, 'the image builds dist/')
 })
 
 t.test('exposed and published ports match the shipped config', async (t) => {
   const expose = /^EXPOSE (.+)$/m.exec(dockerfile)![1]!.split(/\s+/)
-  for (const p of [`${sipPort}/udp`, `${sipPort}/tcp`, `${tlsPort}/tcp`, `${rtpRange}/udp`]) t.ok(expose.includes(p), `EXPOSE ${p}`)
+  for (const p of [`${sipPort}/udp`, `${sipPort}/tcp`, `${tlsPort}/tcp`, `${rtpRange}/udp`])
+    t.ok(expose.includes(p), `EXPOSE ${p}`)
   const ports = pbx.ports as string[]
-  for (const p of [`${sipPort}:${sipPort}/udp`, `${sipPort}:${sipPort}/tcp`, `${tlsPort}:${tlsPort}/tcp`, `${rtpRange}:${rtpRange}/udp`]) t.ok(ports.includes(p), `compose publishes ${p}`)
+  for (const p of [
+    `${sipPort}:${sipPort}/udp`,
+    `${sipPort}:${sipPort}/tcp`,
+    `${tlsPort}:${tlsPort}/tcp`,
+    `${rtpRange}:${rtpRange}/udp`,
+  ])
+    t.ok(ports.includes(p), `compose publishes ${p}`)
   for (const p of [sipPort, tlsPort, rtpRange]) t.match(readme, `| ${p}`, `README ports table has ${p}`)
 })
 
 t.test('compose sets only variables the code reads', async (t) => {
-  const known = new Set(SETTINGS.flatMap((s) => [s.name, ...(s.aliases ?? []), ...(s.secret ? [`${s.name}_FILE`] : [])]))
+  const known = new Set(
+    SETTINGS.flatMap((s) => [s.name, ...(s.aliases ?? []), ...(s.secret ? [`${s.name}_FILE`] : [])]),
+  )
   for (const name of Object.keys(pbx.environment as object)) t.ok(known.has(name), name)
   const dockerEnv = [...dockerfile.matchAll(/^\s*(?:ENV )?([A-Z_]+)=\S+ ?\\?$/gm)].map((m) => m[1]!)
   for (const name of dockerEnv) t.ok(known.has(name), `Dockerfile ENV ${name}`)
@@ -74,25 +97,42 @@ t.test('compose sets only variables the code reads', async (t) => {
 t.test('the one volume holds config, certificates, spool and logs, at the paths the code defaults to', async (t) => {
   t.match(dockerfile, /^VOLUME \/srv$/m)
   const linked = /for d in ([^;]+); do/.exec(dockerfile)![1]!.trim().split(/\s+/)
-  for (const p of ['/etc/asterisk', '/etc/ssl/asterisk', '/var/spool/asterisk', '/var/log/asterisk']) t.ok(linked.includes(p), `${p} lives in /srv`)
-  for (const f of [DEFAULT_CERT_FILE, DEFAULT_KEY_FILE]) t.ok(linked.some((d) => f.startsWith(d + '/')), `${f} is in the volume`)
+  for (const p of ['/etc/asterisk', '/etc/ssl/asterisk', '/var/spool/asterisk', '/var/log/asterisk'])
+    t.ok(linked.includes(p), `${p} lives in /srv`)
+  for (const f of [DEFAULT_CERT_FILE, DEFAULT_KEY_FILE])
+    t.ok(
+      linked.some((d) => f.startsWith(d + '/')),
+      `${f} is in the volume`,
+    )
   const volumes = pbx.volumes as string[]
-  t.ok(volumes.some((v) => v.endsWith(':/srv')), 'compose mounts the volume')
-  t.ok(volumes.some((v) => v.endsWith(':/srv/etc/asterisk/pjsip_endpoint.conf')), 'compose mounts the endpoint file from the host')
+  t.ok(
+    volumes.some((v) => v.endsWith(':/srv')),
+    'compose mounts the volume',
+  )
+  t.ok(
+    volumes.some((v) => v.endsWith(':/srv/etc/asterisk/pjsip_endpoint.conf')),
+    'compose mounts the endpoint file from the host',
+  )
   t.match(readme, '| `/srv`', 'README volumes table')
 })
 
 t.test('Docker waits longer than run drains calls', async (t) => {
-  const grace = Number((pbx.environment as Record<string, string>).STOP_GRACE_SECONDS ?? SETTINGS.find((s) => s.name === 'STOP_GRACE_SECONDS')!.default)
+  const grace = Number(
+    (pbx.environment as Record<string, string>).STOP_GRACE_SECONDS ??
+      SETTINGS.find((s) => s.name === 'STOP_GRACE_SECONDS')!.default,
+  )
   const compose = Number(/^(\d+)s$/.exec(String(pbx.stop_grace_period))![1])
   t.ok(compose > grace + 2, `stop_grace_period ${compose}s > STOP_GRACE_SECONDS ${grace}s + a hard stop`)
 })
 
-t.test("the asterisk user has the fixed ids the README tells hosts to grant files to", async (t) => {
+t.test('the asterisk user has the fixed ids the README tells hosts to grant files to', async (t) => {
   const uid = /useradd [^\n]*--uid (\d+)[^\n]* asterisk;/.exec(dockerfile)?.[1]
   const gid = /groupadd [^\n]*--gid (\d+) asterisk;/.exec(dockerfile)?.[1]
   t.ok(uid && gid, 'Dockerfile creates the asterisk user and group with fixed ids, before the package would')
-  t.ok(dockerfile.indexOf('useradd') < dockerfile.indexOf('apt-get install'), 'before the asterisk package is installed')
+  t.ok(
+    dockerfile.indexOf('useradd') < dockerfile.indexOf('apt-get install'),
+    'before the asterisk package is installed',
+  )
   t.match(readme, `uid and gid ${uid}`)
   t.match(readme, `chgrp ${gid}`)
 })

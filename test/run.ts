@@ -26,7 +26,10 @@ const stillRunning = (pids: number[]) =>
 /** Pids of the processes whose parent is `pid`, recursively. */
 function descendants(pid: number): number[] {
   const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
-  const pairs = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number) as [number, number])
+  const pairs = out
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number) as [number, number])
   const kids = pairs.filter(([, ppid]) => ppid === pid).map(([p]) => p)
   return kids.flatMap((k) => [k, ...descendants(k)])
 }
@@ -53,7 +56,14 @@ else {
   const startRun = (owner: Test, pbx: PreparedAsterisk, extra: Record<string, string> = {}) => {
     let output = ''
     const waiters = new Set<() => void>()
-    const proc: ResultPromise = execa(process.execPath, [cli, 'run'], { env: runEnv(pbx, extra), extendEnv: false, reject: false, all: true, buffer: false, forceKillAfterDelay: false })
+    const proc: ResultPromise = execa(process.execPath, [cli, 'run'], {
+      env: runEnv(pbx, extra),
+      extendEnv: false,
+      reject: false,
+      all: true,
+      buffer: false,
+      forceKillAfterDelay: false,
+    })
     proc.all!.on('data', (c: Buffer) => {
       output += c.toString()
       for (const w of waiters) w()
@@ -66,7 +76,10 @@ else {
           const m = output.slice(from).match(re)
           if (m) done(() => resolve(m))
         }
-        const timer = setTimeout(() => done(() => reject(new Error(`run did not print ${re} within ${ms} ms:\n${output.slice(from)}`))), ms)
+        const timer = setTimeout(
+          () => done(() => reject(new Error(`run did not print ${re} within ${ms} ms:\n${output.slice(from)}`))),
+          ms,
+        )
         const done = (f: () => void) => {
           clearTimeout(timer)
           waiters.delete(check)
@@ -83,13 +96,20 @@ else {
   const target = `127.0.0.1:${conf.sipPort}`
   /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
   const register = async (user: string, password: string, port?: number) => {
-    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target, port: port ?? (await freePort()), auth: { user, password } })
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target,
+      port: port ?? (await freePort()),
+      auth: { user, password },
+    })
     return finalResponses(r, 'REGISTER').at(-1)
   }
   /** Waits until Asterisk counts `n` active calls (the callee answered). */
   const callsUp = async (n: number) => {
     for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-      const r = await execa(asterisk.bin, ['-C', join(conf.etc, 'asterisk.conf'), '-rx', 'core show channels count'], { reject: false })
+      const r = await execa(asterisk.bin, ['-C', join(conf.etc, 'asterisk.conf'), '-rx', 'core show channels count'], {
+        reject: false,
+      })
       if (new RegExp(`^${n} active call`, 'm').test(r.stdout)) return
     }
     throw new Error(`no ${n} active call(s) within 15 s`)
@@ -99,7 +119,13 @@ else {
     const bobPort = await freePort()
     t.equal(await register('bob', USERS.bob.password, bobPort), 200, "bob's phone registers")
     const bob = await startSipp(sipp.bin, { scenario: 'uas-answer-wait.xml', target, port: bobPort })
-    const alice = await startSipp(sipp.bin, { scenario: 'uac-call-6s.xml', target, port: await freePort(), auth: { user: 'alice', password: USERS.alice.password }, keys: { from: 'alice', to: USERS.bob.number } })
+    const alice = await startSipp(sipp.bin, {
+      scenario: 'uac-call-6s.xml',
+      target,
+      port: await freePort(),
+      auth: { user: 'alice', password: USERS.alice.password },
+      keys: { from: 'alice', to: USERS.bob.number },
+    })
     await callsUp(1)
     return { alice, bob }
   }
@@ -118,12 +144,15 @@ else {
     t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp/m)
   })
 
-  t.test('a user added to pjsip_endpoint.conf can register after the save; removed, can\'t', async (t) => {
+  t.test("a user added to pjsip_endpoint.conf can register after the save; removed, can't", async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
     t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is unknown at first')
     const from = main.output().length
-    writeFileSync(file, `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`)
+    writeFileSync(
+      file,
+      `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`,
+    )
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=\d+/, from)
     t.equal(await register('frank', 'frank-pw-1a2b'), 200, 'frank registers')
     const from2 = main.output().length
@@ -138,7 +167,10 @@ else {
     const from = main.output().length
     writeFileSync(file, `${original}\n[grace](w_term:nope)\ninbound_auth/username = grace\n`)
     await waitFor(/not reloading after the change to pjsip_endpoint\.conf/, from)
-    t.match(main.output().slice(from), /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/)
+    t.match(
+      main.output().slice(from),
+      /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/,
+    )
     t.equal(await register('alice', USERS.alice.password), 200, 'alice still registers')
     writeFileSync(file, original)
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
@@ -148,11 +180,19 @@ else {
     const { alice, bob } = await aliceCallsBob(t)
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const from = main.output().length
-    writeFileSync(file, readFileSync(file, 'utf8') + '\n; a harmless edit\n[x-reload](w_term:test)\ninbound_auth/username = x-reload\ninbound_auth/password = x-pw-0000\n')
+    writeFileSync(
+      file,
+      readFileSync(file, 'utf8') +
+        '\n; a harmless edit\n[x-reload](w_term:test)\ninbound_auth/username = x-reload\ninbound_auth/password = x-pw-0000\n',
+    )
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
     const [a, b] = await Promise.all([alice.done, bob.done])
     t.equal(a.code, 0, `the caller's call went to its normal end\n${a.summary}`)
-    t.same(finalResponses(a, 'BYE'), [200], 'the caller hung up after the reload and was answered: the call was still up')
+    t.same(
+      finalResponses(a, 'BYE'),
+      [200],
+      'the caller hung up after the reload and was answered: the call was still up',
+    )
     t.equal(b.code, 0, `the callee saw the call to its end\n${b.summary}\n${b.errors}`)
   })
 
@@ -161,7 +201,11 @@ else {
     const from = main.output().length
     proc.kill('SIGHUP')
     await waitFor(/reloaded Asterisk \(core reload\)/, from)
-    t.equal(execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(), pid, 'same Asterisk process')
+    t.equal(
+      execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(),
+      pid,
+      'same Asterisk process',
+    )
   })
 
   t.test('a crashed Asterisk is restarted', async (t) => {
@@ -181,7 +225,13 @@ else {
     proc.kill('SIGTERM')
     await waitFor(/stopping Asterisk \(SIGTERM\)/, from)
     // While the call in progress may finish, a new one is turned away.
-    const late = await runSipp(sipp.bin, { scenario: 'uac-call.xml', target, port: await freePort(), auth: { user: 'carol', password: USERS.carol.password }, keys: { from: 'carol', to: USERS.bob.number } })
+    const late = await runSipp(sipp.bin, {
+      scenario: 'uac-call.xml',
+      target,
+      port: await freePort(),
+      auth: { user: 'carol', password: USERS.carol.password },
+      keys: { from: 'carol', to: USERS.bob.number },
+    })
     const answer = finalResponses(late, 'INVITE').at(-1)
     t.ok(answer !== undefined && answer >= 400, `a new call during the drain is refused (${answer})\n${late.summary}`)
     const r = await proc
@@ -202,34 +252,53 @@ else {
     // The watcher is up well before Asterisk has booted (it takes the better part of a second).
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     const file = join(booting.etc, 'pjsip_endpoint.conf')
-    writeFileSync(file, `${readFileSync(file, 'utf8')}\n[gina](w_term:test)\nhint_exten = +12025550107\ninbound_auth/username = gina\ninbound_auth/password = gina-pw-3c4d\n`)
+    writeFileSync(
+      file,
+      `${readFileSync(file, 'utf8')}\n[gina](w_term:test)\nhint_exten = +12025550107\ninbound_auth/username = gina\ninbound_auth/password = gina-pw-3c4d\n`,
+    )
     await waitFor(/PrivateDial ready/)
     await waitFor(/reloaded after a change to pjsip_endpoint\.conf|reload after a change .* failed/)
-    t.comment(/still booting/.test(output()) ? 'the change came during the boot' : 'Asterisk had booted before the change was seen')
-    const r = await runSipp(sipp.bin, { scenario: 'uac-register.xml', target: `127.0.0.1:${booting.sipPort}`, port: await freePort(), auth: { user: 'gina', password: 'gina-pw-3c4d' } })
+    t.comment(
+      /still booting/.test(output())
+        ? 'the change came during the boot'
+        : 'Asterisk had booted before the change was seen',
+    )
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target: `127.0.0.1:${booting.sipPort}`,
+      port: await freePort(),
+      auth: { user: 'gina', password: 'gina-pw-3c4d' },
+    })
     t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
     t.notMatch(output(), /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })
 
-  t.test('SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left', async (t) => {
-    const early = await prepareTestPbx(asterisk)
-    t.teardown(() => early.remove())
-    const { proc: run, output, waitFor } = startRun(t, early)
-    await waitFor(/Asterisk started/)
-    const kids = descendants(run.pid!)
-    run.kill('SIGTERM')
-    t.ok(kids.length >= 1, 'Asterisk was running when the signal came')
-    const r = await run
-    t.equal(r.exitCode, 0, `run exits 0\n${output()}`)
-    t.match(output(), /received SIGTERM; shutting down/)
-    t.match(output(), /stopping Asterisk \(SIGTERM\) before it finished booting/)
-    t.notMatch(output(), /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
-    t.notMatch(output(), /PrivateDial ready/, 'a PBX being stopped is never reported ready')
-    t.notMatch(output().slice(output().indexOf('received SIGTERM')), /watching .* for changes/, 'nothing claims to start watching after the stop')
-    t.same(stillRunning(kids), [], 'no process of run is left')
-  })
+  t.test(
+    'SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left',
+    async (t) => {
+      const early = await prepareTestPbx(asterisk)
+      t.teardown(() => early.remove())
+      const { proc: run, output, waitFor } = startRun(t, early)
+      await waitFor(/Asterisk started/)
+      const kids = descendants(run.pid!)
+      run.kill('SIGTERM')
+      t.ok(kids.length >= 1, 'Asterisk was running when the signal came')
+      const r = await run
+      t.equal(r.exitCode, 0, `run exits 0\n${output()}`)
+      t.match(output(), /received SIGTERM; shutting down/)
+      t.match(output(), /stopping Asterisk \(SIGTERM\) before it finished booting/)
+      t.notMatch(output(), /calls still up|killing it/, 'Asterisk stopped on its signal, without waiting out the grace')
+      t.notMatch(output(), /PrivateDial ready/, 'a PBX being stopped is never reported ready')
+      t.notMatch(
+        output().slice(output().indexOf('received SIGTERM')),
+        /watching .* for changes/,
+        'nothing claims to start watching after the stop',
+      )
+      t.same(stillRunning(kids), [], 'no process of run is left')
+    },
+  )
 
   t.test('SIGTERM while a certificate order waits on a CA that never answers still drains and exits 0', async (t) => {
     // A CA that takes the connection and then says nothing, as one behind a dead proxy does.
@@ -240,7 +309,16 @@ else {
     const caPort = (silent.address() as AddressInfo).port
     const ordering = await prepareTestPbx(asterisk)
     t.teardown(() => ordering.remove())
-    const { proc: run, output, waitFor } = startRun(t, ordering, { TLS_MODE: 'acme', ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`, ACME_DOMAINS: 'pbx.example.com', ACME_EMAIL: 'admin@example.com' })
+    const {
+      proc: run,
+      output,
+      waitFor,
+    } = startRun(t, ordering, {
+      TLS_MODE: 'acme',
+      ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`,
+      ACME_DOMAINS: 'pbx.example.com',
+      ACME_EMAIL: 'admin@example.com',
+    })
     await Promise.all([waitFor(/PrivateDial ready/), waitFor(/ordering certificate/)])
     const kids = descendants(run.pid!)
     run.kill('SIGTERM')

@@ -11,7 +11,11 @@ import type { Logger } from '../base/log.ts'
 /** The ones Asterisk writes to; modules, sounds and the config are only read. */
 export const WRITABLE = ['astrundir', 'astspooldir', 'astlogdir', 'astvarlibdir', 'astdbdir', 'astcachedir'] as const
 
-export async function prepareAsteriskDirs(confDir: string, owner: { uid: number; gid: number } | undefined, log: Logger): Promise<string[]> {
+export async function prepareAsteriskDirs(
+  confDir: string,
+  owner: { uid: number; gid: number } | undefined,
+  log: Logger,
+): Promise<string[]> {
   const doc = await readConf(confDir, 'asterisk.conf')
   const dirs = doc ? WRITABLE.flatMap((k) => getValues(doc, 'directories', k).slice(-1)) : []
   for (const dir of new Set(dirs)) {
@@ -36,7 +40,11 @@ export interface Account {
 }
 
 /** Whether a non-root `who` gets permission `bit` (4 read, 1 search) on a file of this mode and owner. */
-export function permits(st: { mode: number; uid: number; gid: number }, who: Pick<Account, 'uid' | 'groups'>, bit: 4 | 1): boolean {
+export function permits(
+  st: { mode: number; uid: number; gid: number },
+  who: Pick<Account, 'uid' | 'groups'>,
+  bit: 4 | 1,
+): boolean {
   const shift = st.uid === who.uid ? 6 : who.groups.includes(st.gid) ? 3 : 0
   return ((st.mode >> shift) & bit) !== 0
 }
@@ -48,13 +56,20 @@ export function permits(st: { mode: number; uid: number; gid: number }, who: Pic
  */
 export async function unreadableByAsterisk(confDir: string, who: Account): Promise<string[]> {
   const whom = `user ${who.name} (uid ${who.uid}, gid ${who.gid})`
-  const describe = (st: { mode: number; uid: number; gid: number }) => `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, owner ${st.uid}:${st.gid}`
+  const describe = (st: { mode: number; uid: number; gid: number }) =>
+    `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, owner ${st.uid}:${st.gid}`
   const dir = await stat(confDir)
-  if (!permits(dir, who, 1)) return [`Asterisk runs as ${whom} and can't enter ${confDir} (${describe(dir)}); make it searchable for that user (chmod o+x, or its group), or set ASTERISK_USER=root`]
+  if (!permits(dir, who, 1))
+    return [
+      `Asterisk runs as ${whom} and can't enter ${confDir} (${describe(dir)}); make it searchable for that user (chmod o+x, or its group), or set ASTERISK_USER=root`,
+    ]
   const problems: string[] = []
   for (const name of (await readdir(confDir)).filter((f) => f.endsWith('.conf') && f !== 'websms.conf').sort()) {
     const st = await stat(join(confDir, name)).catch(() => undefined)
-    if (st?.isFile() && !permits(st, who, 4)) problems.push(`Asterisk runs as ${whom} and can't read ${join(confDir, name)} (${describe(st)}); make it readable for that user: chgrp ${who.gid} and chmod g+r (on the host, for a bind mount), or chmod o+r, or set ASTERISK_USER=root`)
+    if (st?.isFile() && !permits(st, who, 4))
+      problems.push(
+        `Asterisk runs as ${whom} and can't read ${join(confDir, name)} (${describe(st)}); make it readable for that user: chgrp ${who.gid} and chmod g+r (on the host, for a bind mount), or chmod o+r, or set ASTERISK_USER=root`,
+      )
   }
   return problems
 }

@@ -30,6 +30,7 @@ export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: 
   const have = listedTransports(out)
   const missing = want.filter((n) => !have.includes(n))
   if (!want.length) return { ok: false, detail: `no transport is defined in ${t.confDir}/pjsip.conf or its includes` }
-  if (missing.length) return { ok: false, detail: `transport(s) not up: ${missing.join(', ')} (up: ${have.join(', ') || 'none'})` }
+  if (missing.length)
+    return { ok: false, detail: `transport(s) not up: ${missing.join(', ')} (up: ${have.join(', ') || 'none'})` }
   return { ok: true, detail: `Asterisk answers; transports up: ${have.join(', ')}` }
 }

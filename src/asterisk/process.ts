@@ -41,7 +41,9 @@ export function notExecutable(bin: string, path = process.env.PATH ?? ''): strin
     return isExecutableFile(bin) ? undefined : `\`${bin}\` is not executable`
   }
   const dirs = path.split(delimiter).filter(Boolean)
-  return dirs.some((d) => isExecutableFile(join(d, bin))) ? undefined : `\`${bin}\` is in no directory of PATH (${dirs.join(delimiter) || 'empty'})`
+  return dirs.some((d) => isExecutableFile(join(d, bin)))
+    ? undefined
+    : `\`${bin}\` is in no directory of PATH (${dirs.join(delimiter) || 'empty'})`
 }
 
 export class RemoteConsoleError extends Error {
@@ -56,14 +58,21 @@ export class RemoteConsoleError extends Error {
 /** Run one CLI command in the running Asterisk and return its output. */
 export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(t.bin, [...confArgs(t), '-rx', command], { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
-      // Asterisk's remote console exits 0 even when it could not connect; its message says so.
-      if (err || /Unable to connect to remote asterisk/.test(stdout)) {
-        const timedOut = err?.killed && err.signal === 'SIGTERM'
-        const detail = timedOut ? `no answer within ${timeoutMs} ms` : (stdout || stderr).trim() || err?.message || 'failed'
-        reject(new RemoteConsoleError(command, detail))
-      } else resolve(stdout)
-    })
+    execFile(
+      t.bin,
+      [...confArgs(t), '-rx', command],
+      { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 },
+      (err, stdout, stderr) => {
+        // Asterisk's remote console exits 0 even when it could not connect; its message says so.
+        if (err || /Unable to connect to remote asterisk/.test(stdout)) {
+          const timedOut = err?.killed && err.signal === 'SIGTERM'
+          const detail = timedOut
+            ? `no answer within ${timeoutMs} ms`
+            : (stdout || stderr).trim() || err?.message || 'failed'
+          reject(new RemoteConsoleError(command, detail))
+        } else resolve(stdout)
+      },
+    )
   })
 }
 
@@ -79,7 +88,10 @@ export interface Child {
 }
 
 /** Asterisk in the foreground (-f), its output line by line to `onLine`. */
-export function spawnAsterisk(t: AsteriskTarget, opts: { user?: string | undefined; onLine: (line: string, stream: 'stdout' | 'stderr') => void }): Child {
+export function spawnAsterisk(
+  t: AsteriskTarget,
+  opts: { user?: string | undefined; onLine: (line: string, stream: 'stdout' | 'stderr') => void },
+): Child {
   const drop = opts.user ? ['-U', opts.user, '-G', opts.user] : []
   const sub = spawn(t.bin, ['-f', ...confArgs(t), ...drop], { stdio: ['ignore', 'pipe', 'pipe'] })
   createInterface({ input: sub.stdout }).on('line', (l) => opts.onLine(l, 'stdout'))

@@ -39,7 +39,9 @@ export async function reloadChanged(files: string[], deps: ReloadDeps): Promise<
   const problems = await deps.check()
   if (problems.length) {
     for (const p of problems) deps.log.error(p)
-    deps.log.error(`not reloading after the change to ${names}: Asterisk keeps its current configuration until the file is fixed`)
+    deps.log.error(
+      `not reloading after the change to ${names}: Asterisk keeps its current configuration until the file is fixed`,
+    )
     return false
   }
   for (const command of reloadCommands(files)) {

@@ -26,14 +26,25 @@ export interface CrashHistory {
   streak: number
 }
 
-export type Decision = { action: 'restart'; delayMs: number; history: CrashHistory } | { action: 'give-up'; reason: string; history: CrashHistory }
+export type Decision =
+  | { action: 'restart'; delayMs: number; history: CrashHistory }
+  | { action: 'give-up'; reason: string; history: CrashHistory }
 
-export function onCrash(history: CrashHistory, crashedAt: number, uptimeMs: number, policy: RestartPolicy = DEFAULT_POLICY): Decision {
+export function onCrash(
+  history: CrashHistory,
+  crashedAt: number,
+  uptimeMs: number,
+  policy: RestartPolicy = DEFAULT_POLICY,
+): Decision {
   const crashes = [...history.crashes, crashedAt].filter((t) => crashedAt - t < policy.windowMs)
   const streak = uptimeMs >= policy.resetAfterMs ? 0 : history.streak + 1
   const next = { crashes, streak }
   if (crashes.length >= policy.maxCrashes) {
-    return { action: 'give-up', reason: `${crashes.length} crashes within ${policy.windowMs / 60_000} minutes`, history: next }
+    return {
+      action: 'give-up',
+      reason: `${crashes.length} crashes within ${policy.windowMs / 60_000} minutes`,
+      history: next,
+    }
   }
   const delayMs = Math.min(policy.maxDelayMs, policy.firstDelayMs * 2 ** Math.max(0, streak - 1))
   return { action: 'restart', delayMs, history: next }

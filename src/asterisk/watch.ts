@@ -23,7 +23,9 @@ export interface Watcher {
 
 async function digest(file: string): Promise<string | undefined> {
   try {
-    return createHash('sha256').update(await readFile(file)).digest('hex')
+    return createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex')
   } catch {
     return undefined
   }
@@ -60,7 +62,9 @@ export function watchFiles(opts: WatchOptions): Watcher {
       }
     }
     if (changed.length) {
-      running = opts.onChange(changed).catch((err: Error) => opts.log.error(`handling a change to ${changed.join(', ')} failed: ${err.message}`))
+      running = opts
+        .onChange(changed)
+        .catch((err: Error) => opts.log.error(`handling a change to ${changed.join(', ')} failed: ${err.message}`))
       await running
       running = undefined
     } else if (batch.length) opts.log.debug(`file event with unchanged content: ${batch.join(', ')}`)
@@ -98,9 +102,10 @@ export function watchFiles(opts: WatchOptions): Watcher {
       await w.close()
       await running
     },
-    idle: () => new Promise<void>((r) => {
-      idleWaiters.push(r)
-      settle()
-    }),
+    idle: () =>
+      new Promise<void>((r) => {
+        idleWaiters.push(r)
+        settle()
+      }),
   }
 }

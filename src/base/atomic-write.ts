@@ -13,7 +13,11 @@ export interface AtomicWriteOptions {
  * directory, fsync, rename. An existing file's mode and owner are kept, so a user's bind-mounted
  * file stays theirs.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  opts: AtomicWriteOptions = {},
+): Promise<void> {
   const old = await stat(path).catch(() => undefined)
   const mode = opts.forceMode || !old ? (opts.mode ?? 0o644) : old.mode & 0o7777
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)

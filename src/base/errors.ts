@@ -7,7 +7,10 @@ export class ConfigError extends Error {
   readonly problems: string[]
   readonly exitCode = EXIT.config
   constructor(problems: string[], options?: { cause?: unknown }) {
-    super(problems.length === 1 ? problems[0]! : `${problems.length} configuration problems:\n${problems.join('\n')}`, options)
+    super(
+      problems.length === 1 ? problems[0]! : `${problems.length} configuration problems:\n${problems.join('\n')}`,
+      options,
+    )
     this.name = 'ConfigError'
     this.problems = problems
   }

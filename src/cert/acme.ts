@@ -98,7 +98,10 @@ async function loadAccountKey(file: string, log: Logger): Promise<Buffer> {
     acme.crypto.getJwk(pem)
   } catch (err) {
     // Never replaced: the key is the account; a new one would orphan it (and its EAB binding).
-    throw wrap(`reading the ACME account key ${file}: expected a PEM private key, got something else; move it away to start a new account`, err)
+    throw wrap(
+      `reading the ACME account key ${file}: expected a PEM private key, got something else; move it away to start a new account`,
+      err,
+    )
   }
   return pem
 }
@@ -115,7 +118,12 @@ function http01Responder(port: number, address: string | undefined, log: Logger)
     const server = createServer((req, res) => {
       const token = req.url?.startsWith(CHALLENGE_PATH) ? req.url.slice(CHALLENGE_PATH.length) : undefined
       const answer = token === undefined ? undefined : tokens.get(token)
-      log.debug('HTTP-01 request', { method: req.method, path: req.url, from: req.socket.remoteAddress, answered: answer !== undefined })
+      log.debug('HTTP-01 request', {
+        method: req.method,
+        path: req.url,
+        from: req.socket.remoteAddress,
+        answered: answer !== undefined,
+      })
       if (req.method !== 'GET' || answer === undefined) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
         return
@@ -195,7 +203,13 @@ export async function obtainAcmeCertificate(opts: AcmeOptions): Promise<KeyAndCe
     })
     return { cert, key: key.toString() }
   } catch (err) {
-    const problem = err instanceof TypeError ? await networkProblem(opts.directoryUrl, agent, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) : undefined
-    throw wrap(`obtaining a certificate for ${names} from ${opts.directoryUrl}`, problem ? new Error(`cannot reach the CA: ${problem}`, { cause: err }) : err)
+    const problem =
+      err instanceof TypeError
+        ? await networkProblem(opts.directoryUrl, agent, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS)
+        : undefined
+    throw wrap(
+      `obtaining a certificate for ${names} from ${opts.directoryUrl}`,
+      problem ? new Error(`cannot reach the CA: ${problem}`, { cause: err }) : err,
+    )
   }
 }

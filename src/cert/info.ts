@@ -20,7 +20,10 @@ export interface CertInfo {
 }
 
 function dnField(dn: string, key: string): string | undefined {
-  return dn.split('\n').find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1)
+  return dn
+    .split('\n')
+    .find((l) => l.startsWith(`${key}=`))
+    ?.slice(key.length + 1)
 }
 
 /** Parse the first certificate of a PEM chain. Throws if there is none. */

@@ -114,7 +114,9 @@ function namesFor(opts: CertOptions): string[] {
   const given = opts.domains?.filter((d) => d.trim() !== '') ?? []
   const raw = given.length > 0 ? given : opts.hostname ? [opts.hostname] : []
   if (raw.length === 0) {
-    throw new ConfigError([`TLS_MODE=${opts.mode} needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither`])
+    throw new ConfigError([
+      `TLS_MODE=${opts.mode} needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither`,
+    ])
   }
   const names = [...new Set(raw.map((d) => normalizeName(d, 'ACME_DOMAINS')))]
   const ip = opts.mode === 'acme' ? names.find((n) => isIP(n)) : undefined
@@ -129,7 +131,9 @@ function checkOptions(opts: CertOptions): void {
   if (opts.mode === 'acme') resolveAcmeDirectory(opts.acme?.directory)
   const eab = opts.acme?.eab
   if (eab && (!eab.kid || !eab.hmacKey)) {
-    throw new ConfigError([`ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ${eab.kid ? 'ACME_EAB_KID' : 'ACME_EAB_HMAC_KEY'}`])
+    throw new ConfigError([
+      `ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ${eab.kid ? 'ACME_EAB_KID' : 'ACME_EAB_HMAC_KEY'}`,
+    ])
   }
 }
 
@@ -177,7 +181,14 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
     const fields = { mode: opts.mode, ...describeFields(p.info), next_check: nextCheck.toISOString(), changed }
     if (error) log.error('keeping the certificate in use', { ...fields, failures: failures + 1, error: error.message })
     else log.info('certificate in use', fields)
-    return { changed, issuer: p.info.issuer, names: p.info.names, notAfter: p.info.notAfter, nextCheck, ...(error ? { error } : {}) }
+    return {
+      changed,
+      issuer: p.info.issuer,
+      names: p.info.names,
+      notAfter: p.info.notAfter,
+      nextCheck,
+      ...(error ? { error } : {}),
+    }
   }
   const retryAt = () => new Date(now.getTime() + backoffDelay(failures + 1, random, opts.backoff ?? DEFAULT_BACKOFF))
 
@@ -185,7 +196,10 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
   // must be able to start its TLS transport while a CA or Traefik is still out of reach.
   if (!pair) {
     log.info('creating a self-signed certificate', { reason: current.problem, names: names.join(',') })
-    pair = await install(opts, await (await import('./selfsigned.ts')).createSelfSigned({ names, now, days: opts.selfSignedDays }))
+    pair = await install(
+      opts,
+      await (await import('./selfsigned.ts')).createSelfSigned({ names, now, days: opts.selfSignedDays }),
+    )
     changed = true
     if (opts.mode === 'selfsigned') return result(pair, renewalDecision(pair.info, now, random, renewal).nextCheck)
   }
@@ -200,7 +214,12 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
     }
     for (const problem of lookup.problems) log.warn('unusable entry in Traefik store', { file, problem })
     const found = lookup.found
-    if (!found) return result(pair, retryAt(), new Error(`${file} (${lookup.layout} layout) holds no certificate for ${names.join(', ')}`))
+    if (!found)
+      return result(
+        pair,
+        retryAt(),
+        new Error(`${file} (${lookup.layout} layout) holds no certificate for ${names.join(', ')}`),
+      )
     if (found.info.fingerprint !== pair.info.fingerprint) {
       log.info('importing certificate from Traefik', { file, resolver: found.resolver, ...describeFields(found.info) })
       pair = await install(opts, found)
@@ -214,17 +233,24 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
   if (opts.mode === 'selfsigned' && !pair.info.ours) {
     // Someone put their own certificate here (the seed invites that): serve it, never replace it.
     const due = renewalDecision(pair.info, now, random, renewal)
-    if (due.renew) log.warn('the provided certificate needs renewing, which PrivateDial does not do for certificates it did not make', { reason: due.reason })
+    if (due.renew)
+      log.warn(
+        'the provided certificate needs renewing, which PrivateDial does not do for certificates it did not make',
+        { reason: due.reason },
+      )
     return result(pair, new Date(now.getTime() + renewal.checkEveryMs))
   }
 
   const missing = missingNames(pair.info.names, names)
   const due = renewalDecision(pair.info, now, random, renewal)
   const why =
-    opts.mode === 'acme' && pair.info.ours ? 'self-signed stand-in, no certificate from the CA yet'
-    : missing.length > 0 ? `does not cover ${missing.join(', ')}`
-    : due.renew ? due.reason
-    : undefined
+    opts.mode === 'acme' && pair.info.ours
+      ? 'self-signed stand-in, no certificate from the CA yet'
+      : missing.length > 0
+        ? `does not cover ${missing.join(', ')}`
+        : due.renew
+          ? due.reason
+          : undefined
   if (why === undefined) {
     log.debug('no renewal due', { reason: due.reason })
     return result(pair, due.nextCheck)
@@ -233,20 +259,27 @@ async function check(opts: CertOptions, failures: number, contactCa = true): Pro
     log.info('certificate from the CA due; ordering it in the background', { reason: why })
     return result(pair, now)
   }
-  log.info(opts.mode === 'acme' ? 'requesting a certificate from the CA' : 'renewing the self-signed certificate', { reason: why, names: names.join(',') })
+  log.info(opts.mode === 'acme' ? 'requesting a certificate from the CA' : 'renewing the self-signed certificate', {
+    reason: why,
+    names: names.join(','),
+  })
   let fresh: KeyAndCert
   try {
     // A renewed self-signed certificate keeps its key, so phones that pinned it keep trusting it.
-    fresh = opts.mode === 'acme'
-      ? await (await import('./acme.ts')).obtainAcmeCertificate(acmeOptions(opts, names))
-      : await (await import('./selfsigned.ts')).createSelfSigned({ names, now, days: opts.selfSignedDays, key: pair.key })
+    fresh =
+      opts.mode === 'acme'
+        ? await (await import('./acme.ts')).obtainAcmeCertificate(acmeOptions(opts, names))
+        : await (
+            await import('./selfsigned.ts')
+          ).createSelfSigned({ names, now, days: opts.selfSignedDays, key: pair.key })
   } catch (err) {
     return result(pair, retryAt(), asError(err))
   }
   pair = await install(opts, fresh)
   changed = true
   const next = renewalDecision(pair.info, now, random, renewal)
-  if (next.renew) log.warn('the new certificate is already due for renewal; is the clock right?', { reason: next.reason })
+  if (next.renew)
+    log.warn('the new certificate is already due for renewal; is the clock right?', { reason: next.reason })
   return result(pair, next.renew ? new Date(now.getTime() + renewal.checkEveryMs) : next.nextCheck)
 }
 
@@ -295,7 +328,11 @@ export interface Freshness {
  * Traefik's acme.json, and call `onChange` after new files were written (the caller reloads
  * res_pjsip there). Checks never overlap; requests that arrive during one run one more check after it.
  */
-export function keepCertificateFresh(opts: CertOptions, onChange: (r: CertResult) => void | Promise<void>, fresh: FreshOptions = {}): Freshness {
+export function keepCertificateFresh(
+  opts: CertOptions,
+  onChange: (r: CertResult) => void | Promise<void>,
+  fresh: FreshOptions = {},
+): Freshness {
   const log = opts.logger
   const now = opts.now ?? (() => new Date())
   const setTimer: SetTimer =
@@ -362,7 +399,12 @@ export function keepCertificateFresh(opts: CertOptions, onChange: (r: CertResult
   // Only Traefik mode loads the watcher (chokidar) here.
   const file = opts.mode === 'traefik' ? opts.traefikFile : undefined
   const watch = file
-    ? import('./traefik.ts').then(({ watchFileContent }) => watchFileContent(file, () => void checkNow('acme.json changed'), { logger: log, ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }) }))
+    ? import('./traefik.ts').then(({ watchFileContent }) =>
+        watchFileContent(file, () => void checkNow('acme.json changed'), {
+          logger: log,
+          ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }),
+        }),
+      )
     : undefined
 
   if (fresh.after) schedule(fresh.after.nextCheck)

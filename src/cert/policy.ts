@@ -31,7 +31,7 @@ export function chooseTlsMode(inputs: ModeInputs): ModeChoice {
       throw new ConfigError([`TLS_MODE must be one of ${TLS_MODES.join(', ')}, got \`${inputs.mode}\``])
     }
     if (given === 'traefik' && !isSet(inputs.acmeFile)) {
-      throw new ConfigError(['TLS_MODE=traefik needs ACME_FILE, the path of Traefik\'s acme.json, got nothing'])
+      throw new ConfigError(["TLS_MODE=traefik needs ACME_FILE, the path of Traefik's acme.json, got nothing"])
     }
     return { mode: given as TlsMode, reason: `TLS_MODE=${given}` }
   }
@@ -126,7 +126,8 @@ export function formatDuration(ms: number): string {
   s -= h * 3600
   const m = Math.floor(s / 60)
   s -= m * 60
-  const parts = d > 0 ? [`${d}d`, h && `${h}h`] : h > 0 ? [`${h}h`, m && `${m}m`] : m > 0 ? [`${m}m`, s && `${s}s`] : [`${s}s`]
+  const parts =
+    d > 0 ? [`${d}d`, h && `${h}h`] : h > 0 ? [`${h}h`, m && `${m}m`] : m > 0 ? [`${m}m`, s && `${s}s`] : [`${s}s`]
   return sign + parts.filter(Boolean).join(' ')
 }
 
@@ -135,12 +136,22 @@ export function formatDuration(ms: number): string {
  * (a third, as certmagic and Let's Encrypt advise); the timer then fires at a random moment shortly
  * after, so that many servers restarted together do not all ask the CA at the same second.
  */
-export function renewalDecision(v: Validity, now: Date, random: () => number, policy: RenewalPolicy = DEFAULT_RENEWAL): RenewalDecision {
+export function renewalDecision(
+  v: Validity,
+  now: Date,
+  random: () => number,
+  policy: RenewalPolicy = DEFAULT_RENEWAL,
+): RenewalDecision {
   const lifetime = v.notAfter.getTime() - v.notBefore.getTime()
   const renewAt = new Date(v.notAfter.getTime() - lifetime * policy.renewWhenLeft)
   const left = v.notAfter.getTime() - now.getTime()
   if (lifetime <= 0) {
-    return { renew: true, reason: `validity period is empty (notBefore ${v.notBefore.toISOString()} >= notAfter ${v.notAfter.toISOString()})`, renewAt, nextCheck: now }
+    return {
+      renew: true,
+      reason: `validity period is empty (notBefore ${v.notBefore.toISOString()} >= notAfter ${v.notAfter.toISOString()})`,
+      renewAt,
+      nextCheck: now,
+    }
   }
   if (left <= 0) return { renew: true, reason: `expired ${formatDuration(-left)} ago`, renewAt, nextCheck: now }
   const share = `${formatDuration(left)} left of ${formatDuration(lifetime)}`
@@ -182,5 +193,7 @@ export function resolveAcmeDirectory(value: string | undefined): string {
   if (v === '' || v.toLowerCase() === 'production') return LETS_ENCRYPT.production
   if (v.toLowerCase() === 'staging') return LETS_ENCRYPT.staging
   if (/^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v)) return v
-  throw new ConfigError([`ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${value}\``])
+  throw new ConfigError([
+    `ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${value}\``,
+  ])
 }

@@ -144,7 +144,11 @@ export interface FileWatch {
  * replace files by rename; waits `debounceMs` after the last event so a burst of writes is read once,
  * when complete; and compares content, so a touch or a rewrite with the same bytes is no change.
  */
-export function watchFileContent(file: string, onChange: () => void, opts: { logger: Logger; debounceMs?: number }): FileWatch {
+export function watchFileContent(
+  file: string,
+  onChange: () => void,
+  opts: { logger: Logger; debounceMs?: number },
+): FileWatch {
   const path = resolve(file)
   const dir = dirname(path)
   const digest = (data: Buffer | undefined) => (data ? createHash('sha256').update(data).digest('hex') : 'absent')
@@ -171,7 +175,9 @@ export function watchFileContent(file: string, onChange: () => void, opts: { log
     clearTimeout(timer)
     timer = setTimeout(settled, opts.debounceMs ?? 500)
   })
-  watcher.on('error', (err) => opts.logger.warn('watching file failed', { file: path, error: err instanceof Error ? err.message : String(err) }))
+  watcher.on('error', (err) =>
+    opts.logger.warn('watching file failed', { file: path, error: err instanceof Error ? err.message : String(err) }),
+  )
   return {
     ready: new Promise((res) => watcher.once('ready', () => res())),
     async close() {

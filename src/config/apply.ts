@@ -40,7 +40,10 @@ const DEFAULT_SMTP_PORT: Record<string, string> = { starttls: '587', tls: '465',
 /** minivm.conf's mailcmd is a shell command line; edit its minivm-send flags as words, never as text. */
 export function editMailcmd(current: string | undefined, settings: Settings): string | { problem: string } {
   const words = current ? mailcmdWords(current) : []
-  if (!words) return { problem: `${MINIVM} [general] mailcmd \`${current}\` uses shell operators; edit it by hand or unset the SMTP_* variables` }
+  if (!words)
+    return {
+      problem: `${MINIVM} [general] mailcmd \`${current}\` uses shell operators; edit it by hand or unset the SMTP_* variables`,
+    }
   // Another mailer (sendmail -t, ...) can't take our flags; SMTP_* means the user wants ours.
   const flags = new Map<string, string>()
   const isOurs = words.length > 0 && isMinivmSend(words[0]!)
@@ -56,9 +59,12 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   const get = (n: string) => settings.get(n)?.value
   const security = get('SMTP_SECURITY')
   if (security) flags.set('-P', SECURITY_FLAG[security]!)
-  const [oldHost = '', oldPort] = splitHostPort(flags.get('-H') ?? '')
+  const [oldHost, oldPort] = splitHostPort(flags.get('-H') ?? '')
   const host = get('SMTP_HOST') ?? oldHost
-  const port = get('SMTP_PORT') ?? (get('SMTP_HOST') && !oldPort ? undefined : oldPort) ?? DEFAULT_SMTP_PORT[flags.get('-P') ?? 'starttls']
+  const port =
+    get('SMTP_PORT') ??
+    (get('SMTP_HOST') && !oldPort ? undefined : oldPort) ??
+    DEFAULT_SMTP_PORT[flags.get('-P') ?? 'starttls']
   if (get('SMTP_HOST') || get('SMTP_PORT')) {
     if (!host) return { problem: `SMTP_PORT is set but there is no mail server host: set SMTP_HOST too` }
     flags.set('-H', `${host.includes(':') ? `[${host}]` : host}:${port}`)
@@ -81,7 +87,8 @@ export function planEdits(settings: Settings): Edit[] {
   const edits: Edit[] = []
   const v = (n: string) => settings.get(n)?.value
   const set = (from: string[], file: string, section: string, key: string, values: Edit['values']) => {
-    if (from.some((n) => settings.has(n))) edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
+    if (from.some((n) => settings.has(n)))
+      edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
   }
   set(['SIP_DOMAIN'], TRANSPORT, 't_wan', 'domain', () => [v('SIP_DOMAIN')!])
   set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_signaling_address', () => [v('SIP_EXTERNAL_HOST')!])
@@ -122,13 +129,17 @@ function crossChecks(docs: Map<string, ConfDoc>): string[] {
   if (rtp) {
     const start = Number(getValues(rtp, 'general', 'rtpstart').at(-1))
     const end = Number(getValues(rtp, 'general', 'rtpend').at(-1))
-    if (start && end && start > end) problems.push(`RTP port range is empty: rtpstart ${start} > rtpend ${end} (RTP_PORT_MIN must not be above RTP_PORT_MAX)`)
+    if (start && end && start > end)
+      problems.push(
+        `RTP port range is empty: rtpstart ${start} > rtpend ${end} (RTP_PORT_MIN must not be above RTP_PORT_MAX)`,
+      )
   }
   const transport = docs.get(TRANSPORT)
   if (transport) {
     const udpTcp = portOf(resolveValues([transport], 'tcp', 'bind').at(-1))
     const tls = portOf(resolveValues([transport], 'tls', 'bind').at(-1))
-    if (udpTcp && udpTcp === tls) problems.push(`SIP_PORT and SIP_TLS_PORT are both ${tls}; TCP and TLS can't share a port`)
+    if (udpTcp && udpTcp === tls)
+      problems.push(`SIP_PORT and SIP_TLS_PORT are both ${tls}; TCP and TLS can't share a port`)
   }
   return problems
 }
@@ -142,18 +153,27 @@ function overrideWarnings(docs: Map<string, ConfDoc>, settings: Settings): strin
   for (const s of sections(transport)) {
     if (s.isTemplate || s.name === 'tls' || !s.templates.includes('t_wan')) continue
     const bind = resolveValues([transport], s.name, 'bind').at(-1)
-    if (portOf(bind) !== port) warnings.push(`SIP_PORT=${port} set [t_wan] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`)
+    if (portOf(bind) !== port)
+      warnings.push(
+        `SIP_PORT=${port} set [t_wan] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`,
+      )
   }
   return warnings
 }
 
-export function applyEdits(docs: Map<string, ConfDoc>, edits: Edit[], settings: Settings): { changes: Change[]; problems: string[]; warnings: string[] } {
+export function applyEdits(
+  docs: Map<string, ConfDoc>,
+  edits: Edit[],
+  settings: Settings,
+): { changes: Change[]; problems: string[]; warnings: string[] } {
   const changes: Change[] = []
   const problems: string[] = []
   for (const e of edits) {
     const doc = docs.get(e.file)
     if (!doc) {
-      problems.push(`${e.from.join(', ')}: ${e.file} does not exist in the config dir (it is seeded from the image's defaults when missing)`)
+      problems.push(
+        `${e.from.join(', ')}: ${e.file} does not exist in the config dir (it is seeded from the image's defaults when missing)`,
+      )
       continue
     }
     const before = getValues(doc, e.section, e.key)
@@ -162,7 +182,8 @@ export function applyEdits(docs: Map<string, ConfDoc>, edits: Edit[], settings: 
       problems.push(after.problem)
       continue
     }
-    if (setValues(doc, e.section, e.key, after)) changes.push({ file: e.file, section: e.section, key: e.key, from: e.from, before, after })
+    if (setValues(doc, e.section, e.key, after))
+      changes.push({ file: e.file, section: e.section, key: e.key, from: e.from, before, after })
   }
   problems.push(...crossChecks(docs))
   return { changes, problems, warnings: overrideWarnings(docs, settings) }
@@ -224,10 +245,18 @@ export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
   const files = [...docs].filter(([f, d]) => printConf(d) !== originals.get(f)).map(([f]) => f)
   for (const c of changes) {
     const shown = (vals: string[]) => (vals.length ? vals.map((v) => redactValue(c.key, v)).join(', ') : '(unset)')
-    log.info(`${opts.dryRun ? 'would set' : 'set'} ${c.file} [${c.section}] ${c.key}`, { from: c.from.join(','), was: shown(c.before), now: shown(c.after) })
+    log.info(`${opts.dryRun ? 'would set' : 'set'} ${c.file} [${c.section}] ${c.key}`, {
+      from: c.from.join(','),
+      was: shown(c.before),
+      now: shown(c.after),
+    })
   }
   if (!files.length) {
-    log.info(edits.length ? 'config files unchanged: they already hold the environment\'s values' : 'config files unchanged: no override variable is set')
+    log.info(
+      edits.length
+        ? "config files unchanged: they already hold the environment's values"
+        : 'config files unchanged: no override variable is set',
+    )
     return { changes, warnings, files }
   }
   if (opts.dryRun) {

@@ -110,7 +110,10 @@ function parseHeader(code: string, file: string, line: number): Section {
   if (!rest.startsWith('(') || !rest.endsWith(')')) {
     throw new ConfSyntaxError(file, line, `expected \`(options)\` after [${name}], got \`${rest}\``)
   }
-  for (const opt of rest.slice(1, -1).split(',').map((o) => o.trim())) {
+  for (const opt of rest
+    .slice(1, -1)
+    .split(',')
+    .map((o) => o.trim())) {
     if (opt === '!') section.isTemplate = true
     else if (opt === '+') section.extend = true
     else if (opt) section.templates.push(opt)
@@ -159,8 +162,16 @@ export function parseConf(text: string, file = '<string>'): ConfDoc {
       parsed = BLANK
     } else if (trimmed.startsWith('#')) {
       const m = /^#\s*(include|tryinclude|exec)\s+(.+)$/.exec(trimmed)
-      if (!m) throw new ConfSyntaxError(file, lineNo, `unknown directive \`${trimmed}\`; expected #include, #tryinclude or #exec`)
-      const target = m[2]!.trim().replace(/^"(.*)"$/, '$1').replace(/^<(.*)>$/, '$1')
+      if (!m)
+        throw new ConfSyntaxError(
+          file,
+          lineNo,
+          `unknown directive \`${trimmed}\`; expected #include, #tryinclude or #exec`,
+        )
+      const target = m[2]!
+        .trim()
+        .replace(/^"(.*)"$/, '$1')
+        .replace(/^<(.*)>$/, '$1')
       parsed = { kind: 'directive', directive: { kind: m[1] as Directive['kind'], target, line: lineNo } }
     } else if (trimmed.startsWith('[')) {
       current = parseHeader(trimmed, file, lineNo)
@@ -240,7 +251,8 @@ export function getValues(doc: ConfDoc, name: string, key: string): string[] {
 }
 
 function checkText(what: string, s: string): void {
-  if (/[\r\n\0]/.test(s)) throw new RangeError(`${what} must be one line without control characters, got ${JSON.stringify(s)}`)
+  if (/[\r\n\0]/.test(s))
+    throw new RangeError(`${what} must be one line without control characters, got ${JSON.stringify(s)}`)
 }
 
 /** Asterisk reads `;` as a comment; a literal one is `\;`. */
@@ -263,7 +275,10 @@ function rewriteEntry(doc: ConfDoc, entry: Entry, value: string): boolean {
   const e = parseEntry(stripped.code, stripped.map, newBody.length)
   if (typeof e === 'string') throw new Error(`internal: rewriting ${doc.file}:${entry.line} gave a bad line: ${e}`)
   entry.value = value
-  doc.lines[entry.line - 1] = { raw: newBody + cr, parsed: { kind: 'entry', entry, valueStart: e.valueStart, valueEnd: e.valueEnd } }
+  doc.lines[entry.line - 1] = {
+    raw: newBody + cr,
+    parsed: { kind: 'entry', entry, valueStart: e.valueStart, valueEnd: e.valueEnd },
+  }
   return true
 }
 
@@ -349,7 +364,10 @@ export function setValues(doc: ConfDoc, name: string, key: string, values: strin
       const prefix = entryPrefix(doc, section, key, op)
       const raw = `${prefix}${escapeValue(v)}${cr}`
       const entry: Entry = { key, op, value: v, line: at + 1 }
-      doc.lines.splice(at, 0, { raw, parsed: { kind: 'entry', entry, valueStart: prefix.length, valueEnd: raw.length - cr.length } })
+      doc.lines.splice(at, 0, {
+        raw,
+        parsed: { kind: 'entry', entry, valueStart: prefix.length, valueEnd: raw.length - cr.length },
+      })
       section.entries.push(entry)
       at++
     }

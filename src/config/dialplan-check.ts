@@ -145,7 +145,8 @@ function readDialplan(docs: ConfDoc[]): { contexts: Map<string, Context>; jumps:
         continue
       }
       if (e.key !== 'exten' && e.key !== 'same') continue
-      const [exten, priority, app = ''] = e.key === 'exten' ? splitTop(e.value, ',', 3) : [current, ...splitTop(e.value, ',', 2)]
+      const [exten, priority, app = ''] =
+        e.key === 'exten' ? splitTop(e.value, ',', 3) : [current, ...splitTop(e.value, ',', 2)]
       if (exten === undefined || priority === undefined) {
         problems.push(`${doc.file}:${e.line}: \`same =>\` before any \`exten =>\` in [${s.name}]`)
         continue
@@ -159,11 +160,13 @@ function readDialplan(docs: ConfDoc[]): { contexts: Map<string, Context>; jumps:
       if (priority === 'hint') continue
       const call = application(app)
       if (!call) continue
-      for (const j of jumpsOf(call.app, call.args)) jumps.push({ ...j, file: doc.file, line: e.line, context: s.name, exten })
+      for (const j of jumpsOf(call.app, call.args))
+        jumps.push({ ...j, file: doc.file, line: e.line, context: s.name, exten })
     }
   }
   for (const i of includes) {
-    if (!dynamic(i.name) && !contexts.has(i.name)) problems.push(`${i.file}:${i.line}: include => ${i.name}: no such context`)
+    if (!dynamic(i.name) && !contexts.has(i.name))
+      problems.push(`${i.file}:${i.line}: include => ${i.name}: no such context`)
   }
   return { contexts, jumps, problems }
 }
@@ -206,7 +209,9 @@ function globalProblems(docs: ConfDoc[]): string[] {
       }
     }
   }
-  return reads.filter((r) => !defined.has(r.name)).map((r) => `${r.file}:${r.line}: reads global ${r.name}, which [globals] does not define`)
+  return reads
+    .filter((r) => !defined.has(r.name))
+    .map((r) => `${r.file}:${r.line}: reads global ${r.name}, which [globals] does not define`)
 }
 
 /** Endpoint sections (wizard or plain) and the setting each names a context with. */
@@ -245,7 +250,12 @@ function endpointFacts(resolve: (name: string, key: string) => readonly string[]
     if (context) contexts.push([key, context])
   }
   const vars = type === 'wizard' ? valuesOf(resolve, section, 'endpoint/set_var').map((v) => v.split('=')) : []
-  const trunk = vars.filter(([name]) => name?.trim() === 'TRUNK_ENDPOINT').at(-1)?.slice(1).join('=').trim()
+  const trunk = vars
+    .filter(([name]) => name?.trim() === 'TRUNK_ENDPOINT')
+    .at(-1)
+    ?.slice(1)
+    .join('=')
+    .trim()
   return { type, contexts, trunk }
 }
 
@@ -271,14 +281,18 @@ function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): s
       }
     }
   }
-  const endpoints = new Set(objects.filter((o) => o.facts.type === 'wizard' || o.facts.type === 'endpoint').map((o) => o.section.name))
+  const endpoints = new Set(
+    objects.filter((o) => o.facts.type === 'wizard' || o.facts.type === 'endpoint').map((o) => o.section.name),
+  )
   const problems: string[] = []
   for (const { doc, section, facts } of objects) {
     const at = () => `${doc.file}:${section.line}: [${section.name}]`
     for (const [key, context] of facts.contexts) {
-      if (!dynamic(context) && !contexts.has(context)) problems.push(`${at()} ${key} = ${context}: no such context in the dial plan`)
+      if (!dynamic(context) && !contexts.has(context))
+        problems.push(`${at()} ${key} = ${context}: no such context in the dial plan`)
     }
-    if (facts.trunk && !endpoints.has(facts.trunk)) problems.push(`${at()} TRUNK_ENDPOINT=${facts.trunk}: no such endpoint`)
+    if (facts.trunk && !endpoints.has(facts.trunk))
+      problems.push(`${at()} TRUNK_ENDPOINT=${facts.trunk}: no such endpoint`)
   }
   return problems
 }

@@ -21,7 +21,10 @@ export async function readConf(confDir: string, name: string): Promise<ConfDoc |
     if (code === 'ENOENT') return undefined
     // The usual cause: a bind mount of a file that does not exist on the host, for which Docker
     // makes an empty directory on both sides.
-    if (code === 'EISDIR') throw new ConfigError([`${path} is a directory, not a config file; if it is bind-mounted, create the file on the host (Docker made a directory because there was none) and recreate the container`])
+    if (code === 'EISDIR')
+      throw new ConfigError([
+        `${path} is a directory, not a config file; if it is bind-mounted, create the file on the host (Docker made a directory because there was none) and recreate the container`,
+      ])
     throw wrap(`reading ${path}`, err)
   }
   return parseConf(text, name)
@@ -38,7 +41,12 @@ export interface ConfTree {
  * A file with its #include / #tryinclude files (#exec is left alone: it runs programs). `parsed`
  * holds documents already read, so a caller that parsed the whole dir doesn't parse it again.
  */
-export async function readConfTree(confDir: string, name: string, parsed: ReadonlyMap<string, ConfDoc> = new Map(), seen: string[] = []): Promise<ConfTree> {
+export async function readConfTree(
+  confDir: string,
+  name: string,
+  parsed: ReadonlyMap<string, ConfDoc> = new Map(),
+  seen: string[] = [],
+): Promise<ConfTree> {
   const tree: ConfTree = { docs: [], missing: [] }
   if (seen.includes(name)) return tree
   const doc = parsed.get(name) ?? (await readConf(confDir, name))
@@ -47,7 +55,8 @@ export async function readConfTree(confDir: string, name: string, parsed: Readon
   for (const d of directives(doc)) {
     if (d.kind === 'exec') continue
     const sub = await readConfTree(confDir, d.target, parsed, [...seen, name])
-    if (!sub.docs.length && d.kind === 'include') tree.missing.push(`${doc.file}:${d.line}: #include target \`${d.target}\` does not exist in ${confDir}`)
+    if (!sub.docs.length && d.kind === 'include')
+      tree.missing.push(`${doc.file}:${d.line}: #include target \`${d.target}\` does not exist in ${confDir}`)
     tree.docs.push(...sub.docs)
     tree.missing.push(...sub.missing)
   }

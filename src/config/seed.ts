@@ -32,7 +32,8 @@ export async function seed(opts: SeedOptions): Promise<string[]> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
   }
-  if (seeded.length) opts.log.info(`seeded ${seeded.length} default file(s) into ${opts.confDir}`, { files: seeded.join(',') })
+  if (seeded.length)
+    opts.log.info(`seeded ${seeded.length} default file(s) into ${opts.confDir}`, { files: seeded.join(',') })
   else opts.log.debug(`every default file is present in ${opts.confDir}; nothing seeded`)
   for (const f of opts.certFiles ?? []) {
     const made = await mkdir(dirname(f), { recursive: true, mode: 0o755 })

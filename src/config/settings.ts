@@ -40,7 +40,8 @@ export function isHostname(s: string): boolean {
   return labels.every((l) => hostLabel.test(l)) && !/^\d+$/.test(labels.at(-1) ?? '')
 }
 
-const host: Parse = (raw) => (isIP(raw) || isHostname(raw) ? ok(raw.toLowerCase()) : bad('not a host name or IP address'))
+const host: Parse = (raw) =>
+  isIP(raw) || isHostname(raw) ? ok(raw.toLowerCase()) : bad('not a host name or IP address')
 const hostname: Parse = (raw) => (isHostname(raw) ? ok(raw.toLowerCase()) : bad('not a host name'))
 
 function cidr(s: string): string | undefined {
@@ -65,31 +66,41 @@ const cidrList: Parse = (raw) => {
   return ok(out.join(','))
 }
 
-const oneOf = (...values: string[]): Parse => (raw) => {
-  const v = raw.toLowerCase()
-  return values.includes(v) ? ok(v) : bad('not one of the allowed values')
-}
+const oneOf =
+  (...values: string[]): Parse =>
+  (raw) => {
+    const v = raw.toLowerCase()
+    return values.includes(v) ? ok(v) : bad('not one of the allowed values')
+  }
 
-const intRange = (min: number, max: number): Parse => (raw) => {
-  if (!/^\d+$/.test(raw)) return bad('not a whole number')
-  const n = Number(raw)
-  return n >= min && n <= max ? ok(String(n)) : bad('out of range')
-}
+const intRange =
+  (min: number, max: number): Parse =>
+  (raw) => {
+    if (!/^\d+$/.test(raw)) return bad('not a whole number')
+    const n = Number(raw)
+    return n >= min && n <= max ? ok(String(n)) : bad('out of range')
+  }
 
 /** One line of printable text: it ends up in config files and command lines. */
-const text: Parse = (raw) => (/^[^\x00-\x1f\x7f]+$/.test(raw) ? ok(raw) : bad('empty or contains control characters (newline, tab, ...)'))
+const text: Parse = (raw) =>
+  /^[^\x00-\x1f\x7f]+$/.test(raw) ? ok(raw) : bad('empty or contains control characters (newline, tab, ...)')
 
-const email: Parse = (raw) => (/^[^\s@<>;,"'`\\]+@[^\s@<>;,"'`\\]+\.[^\s@<>;,"'`\\]+$/.test(raw) ? ok(raw) : bad('not an e-mail address'))
+const email: Parse = (raw) =>
+  /^[^\s@<>;,"'`\\]+@[^\s@<>;,"'`\\]+\.[^\s@<>;,"'`\\]+$/.test(raw) ? ok(raw) : bad('not an e-mail address')
 
 const path: Parse = (raw) => (raw.startsWith('/') && !/[\x00-\x1f]/.test(raw) ? ok(raw) : bad('not an absolute path'))
 
 const pathList: Parse = (raw) => {
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   for (const p of items) if (!('ok' in path(p))) return bad(`\`${p}\` is not an absolute path`)
   return ok(items.join(','))
 }
 
-const timezone: Parse = (raw) => (/^[A-Za-z0-9_+\-]+(\/[A-Za-z0-9_+\-]+)*$/.test(raw) && !raw.includes('..') ? ok(raw) : bad('not a time zone name'))
+const timezone: Parse = (raw) =>
+  /^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/.test(raw) && !raw.includes('..') ? ok(raw) : bad('not a time zone name')
 
 const hostnameList: Parse = (raw) => {
   const items = raw.split(/[\s,]+/).filter(Boolean)
@@ -104,44 +115,308 @@ const acmeDirectory: Parse = (raw) => {
   return /^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v) ? ok(v) : bad('not production, staging or an https:// URL')
 }
 
-const word: Parse = (raw) => (/^[A-Za-z0-9_.@+\-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
+const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
 
 export const SETTINGS: readonly Setting[] = [
-  { name: 'SIP_DOMAIN', group: 'SIP', doc: 'SIP domain of the PBX', default: 'file value', allowed: 'a host name', parse: hostname, writes: 'pjsip_transport.conf [t_wan] domain' },
-  { name: 'SIP_EXTERNAL_HOST', group: 'SIP', doc: 'Public host name or IP phones reach the PBX at (NAT); also the TLS certificate name', default: 'file value', allowed: 'a host name or IP address', parse: host, writes: 'pjsip_transport.conf [t_wan] external_signaling_address, external_media_address' },
-  { name: 'SIP_LOCAL_NET', group: 'SIP', doc: 'Networks that are local (not NATed), comma or space separated', default: 'file value', allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8', parse: cidrList, writes: 'pjsip_transport.conf [t_wan] local_net (one line each)' },
-  { name: 'SIP_PORT', group: 'SIP', doc: 'SIP port for UDP and TCP', default: '5060', allowed: 'a port number 1-65535', parse: port, writes: 'pjsip_transport.conf [t_wan] bind port' },
-  { name: 'SIP_TLS_PORT', group: 'SIP', doc: 'SIP port for TLS', default: '5061', allowed: 'a port number 1-65535', parse: port, writes: 'pjsip_transport.conf [tls] bind port' },
-  { name: 'RTP_PORT_MIN', group: 'Media', doc: 'First UDP port for media (RTP)', default: '10000', allowed: 'a port number 1-65535, not above RTP_PORT_MAX', parse: port, writes: 'rtp.conf [general] rtpstart' },
-  { name: 'RTP_PORT_MAX', group: 'Media', doc: 'Last UDP port for media (RTP)', default: '10099', allowed: 'a port number 1-65535, not below RTP_PORT_MIN', parse: port, writes: 'rtp.conf [general] rtpend' },
-  { name: 'COUNTRY_CODE', aliases: ['CONTRY_CODE'], group: 'Dial plan', doc: 'Country calling code used to turn national numbers (0...) into +E.164', default: 'file value', allowed: '1 to 3 digits, without + or 00', parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')), writes: 'extensions_local.conf [globals] CONTRY_CODE' },
-  { name: 'SMTP_HOST', group: 'Voicemail mail', doc: 'Mail server voicemail e-mails are sent through', default: 'file value', allowed: 'a host name or IP address', parse: host, writes: 'minivm.conf [general] mailcmd -H' },
-  { name: 'SMTP_PORT', group: 'Voicemail mail', doc: 'Mail server port', default: 'by security: 587, 465 or 25', allowed: 'a port number 1-65535', parse: port, writes: 'minivm.conf [general] mailcmd -H' },
-  { name: 'SMTP_SECURITY', group: 'Voicemail mail', doc: 'How the mail connection is secured', default: 'file value', allowed: 'starttls, tls or none', parse: oneOf('starttls', 'tls', 'none'), writes: 'minivm.conf [general] mailcmd -P' },
-  { name: 'SMTP_USER', group: 'Voicemail mail', doc: 'Mail server user name', default: 'file value', allowed: 'one line of text', parse: text, writes: 'minivm.conf [general] mailcmd -u' },
-  { name: 'SMTP_PASSWORD', group: 'Voicemail mail', secret: true, doc: 'Mail server password; minivm-send reads it from the environment, so it is never written to minivm.conf (a -p there is removed)', default: 'none', allowed: 'one line of text', parse: text, writes: 'nothing (removes mailcmd -p)' },
-  { name: 'SMTP_FROM', group: 'Voicemail mail', doc: 'Sender address of voicemail e-mails', default: 'file value', allowed: 'an e-mail address', parse: email, writes: 'minivm.conf [general] mailcmd -f, emailaddress (the From of the mails)' },
-  { name: 'MINIVM_SPOOL_DIR', group: 'Voicemail mail', doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes', default: '/var/spool/asterisk/minivm-outbox', allowed: 'an absolute path', parse: path },
-  { name: 'TLS_CERT_FILE', group: 'TLS', doc: 'Certificate (PEM, full chain) the TLS transport serves', default: '/etc/ssl/asterisk/cert.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] cert_file' },
-  { name: 'TLS_KEY_FILE', group: 'TLS', doc: 'Private key (PEM) of the certificate', default: '/etc/ssl/asterisk/priv_key.pem', allowed: 'an absolute path', parse: path, writes: 'pjsip_transport.conf [tls] priv_key_file' },
-  { name: 'TLS_MODE', group: 'TLS', doc: 'Where the TLS certificate comes from: made here (selfsigned), Let\'s Encrypt or another ACME CA (acme), or a Traefik acme.json (traefik)', default: 'acme if ACME_EMAIL or ACME_DOMAINS is set, traefik if ACME_FILE is, else selfsigned', allowed: 'selfsigned, acme or traefik', parse: oneOf('selfsigned', 'acme', 'traefik') },
-  { name: 'ACME_DIRECTORY', group: 'TLS', doc: 'ACME CA directory; using acme mode means agreeing to the CA\'s terms of service', default: 'production (Let\'s Encrypt)', allowed: 'production, staging or an https:// URL', parse: acmeDirectory },
-  { name: 'ACME_EMAIL', group: 'TLS', doc: 'Contact address for the ACME account (expiry warnings)', default: 'none', allowed: 'an e-mail address', parse: email },
-  { name: 'ACME_DOMAINS', group: 'TLS', doc: 'Names on the certificate (acme) or to look up (traefik), comma separated', default: 'SIP_EXTERNAL_HOST', allowed: 'host names, comma separated', parse: hostnameList },
-  { name: 'ACME_HTTP_PORT', group: 'TLS', doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it', default: '80', allowed: 'a port number 1-65535', parse: port },
-  { name: 'ACME_EAB_KID', group: 'TLS', doc: 'External account binding key id, for CAs that require one (ZeroSSL, ...)', default: 'none', allowed: 'one line of text', parse: text },
-  { name: 'ACME_EAB_HMAC_KEY', group: 'TLS', secret: true, doc: 'External account binding HMAC key (base64url)', default: 'none', allowed: 'base64url text', parse: (raw) => (/^[A-Za-z0-9_\-]+=*$/.test(raw) ? ok(raw) : bad('not base64url')) },
-  { name: 'ACME_CA_FILE', group: 'TLS', doc: 'Extra CA certificate (PEM) trusted for the ACME server\'s HTTPS, for a private CA', default: 'system CAs', allowed: 'an absolute path', parse: path },
-  { name: 'ACME_FILE', group: 'TLS', doc: 'Traefik acme.json to take the certificate from (v1 and v2 layouts); watched for changes', default: 'none', allowed: 'an absolute path', parse: path },
-  { name: 'WEBSMS_PORT', group: 'WebSMS', doc: 'Port of the WebSMS listener for ITSP webhooks (incoming SMS over HTTP); put a TLS proxy in front. Unset: WebSMS off', default: 'none (off)', allowed: 'a port number 1-65535, not extensions_local.conf\'s WEBSMS_API_PORT', parse: port },
-  { name: 'WEBSMS_SPOOL_DIR', group: 'WebSMS', doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts', default: '/var/spool/asterisk/websms', allowed: 'an absolute path', parse: path },
-  { name: 'ASTERISK_CONF_DIR', group: 'Runtime', doc: 'Directory holding the Asterisk configuration', default: '/etc/asterisk', allowed: 'an absolute path', parse: path },
-  { name: 'ASTERISK_BIN', group: 'Runtime', doc: 'Asterisk executable', default: 'asterisk (on PATH)', allowed: 'a command name or absolute path', parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')) },
-  { name: 'LOG_LEVEL', group: 'Runtime', doc: 'Least severe log level printed', default: 'info', allowed: 'debug, info, warn or error', parse: oneOf('debug', 'info', 'warn', 'error') },
-  { name: 'TZ', group: 'Runtime', doc: 'Time zone for logs, voicemail time stamps and e-mails', default: 'UTC', allowed: 'a zone name like Europe/Stockholm', parse: timezone },
-  { name: 'STOP_GRACE_SECONDS', group: 'Runtime', doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard', default: '8', allowed: 'a whole number 0-3600', parse: intRange(0, 3600) },
-  { name: 'WATCH_FILES', group: 'Runtime', doc: 'More config files to watch and reload on change, besides pjsip_endpoint.conf', default: 'none', allowed: 'comma separated absolute paths', parse: pathList },
-  { name: 'ASTERISK_USER', group: 'Runtime', doc: 'User Asterisk runs as when started as root', default: 'asterisk', allowed: 'a user name', parse: word },
+  {
+    name: 'SIP_DOMAIN',
+    group: 'SIP',
+    doc: 'SIP domain of the PBX',
+    default: 'file value',
+    allowed: 'a host name',
+    parse: hostname,
+    writes: 'pjsip_transport.conf [t_wan] domain',
+  },
+  {
+    name: 'SIP_EXTERNAL_HOST',
+    group: 'SIP',
+    doc: 'Public host name or IP phones reach the PBX at (NAT); also the TLS certificate name',
+    default: 'file value',
+    allowed: 'a host name or IP address',
+    parse: host,
+    writes: 'pjsip_transport.conf [t_wan] external_signaling_address, external_media_address',
+  },
+  {
+    name: 'SIP_LOCAL_NET',
+    group: 'SIP',
+    doc: 'Networks that are local (not NATed), comma or space separated',
+    default: 'file value',
+    allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8',
+    parse: cidrList,
+    writes: 'pjsip_transport.conf [t_wan] local_net (one line each)',
+  },
+  {
+    name: 'SIP_PORT',
+    group: 'SIP',
+    doc: 'SIP port for UDP and TCP',
+    default: '5060',
+    allowed: 'a port number 1-65535',
+    parse: port,
+    writes: 'pjsip_transport.conf [t_wan] bind port',
+  },
+  {
+    name: 'SIP_TLS_PORT',
+    group: 'SIP',
+    doc: 'SIP port for TLS',
+    default: '5061',
+    allowed: 'a port number 1-65535',
+    parse: port,
+    writes: 'pjsip_transport.conf [tls] bind port',
+  },
+  {
+    name: 'RTP_PORT_MIN',
+    group: 'Media',
+    doc: 'First UDP port for media (RTP)',
+    default: '10000',
+    allowed: 'a port number 1-65535, not above RTP_PORT_MAX',
+    parse: port,
+    writes: 'rtp.conf [general] rtpstart',
+  },
+  {
+    name: 'RTP_PORT_MAX',
+    group: 'Media',
+    doc: 'Last UDP port for media (RTP)',
+    default: '10099',
+    allowed: 'a port number 1-65535, not below RTP_PORT_MIN',
+    parse: port,
+    writes: 'rtp.conf [general] rtpend',
+  },
+  {
+    name: 'COUNTRY_CODE',
+    aliases: ['CONTRY_CODE'],
+    group: 'Dial plan',
+    doc: 'Country calling code used to turn national numbers (0...) into +E.164',
+    default: 'file value',
+    allowed: '1 to 3 digits, without + or 00',
+    parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')),
+    writes: 'extensions_local.conf [globals] CONTRY_CODE',
+  },
+  {
+    name: 'SMTP_HOST',
+    group: 'Voicemail mail',
+    doc: 'Mail server voicemail e-mails are sent through',
+    default: 'file value',
+    allowed: 'a host name or IP address',
+    parse: host,
+    writes: 'minivm.conf [general] mailcmd -H',
+  },
+  {
+    name: 'SMTP_PORT',
+    group: 'Voicemail mail',
+    doc: 'Mail server port',
+    default: 'by security: 587, 465 or 25',
+    allowed: 'a port number 1-65535',
+    parse: port,
+    writes: 'minivm.conf [general] mailcmd -H',
+  },
+  {
+    name: 'SMTP_SECURITY',
+    group: 'Voicemail mail',
+    doc: 'How the mail connection is secured',
+    default: 'file value',
+    allowed: 'starttls, tls or none',
+    parse: oneOf('starttls', 'tls', 'none'),
+    writes: 'minivm.conf [general] mailcmd -P',
+  },
+  {
+    name: 'SMTP_USER',
+    group: 'Voicemail mail',
+    doc: 'Mail server user name',
+    default: 'file value',
+    allowed: 'one line of text',
+    parse: text,
+    writes: 'minivm.conf [general] mailcmd -u',
+  },
+  {
+    name: 'SMTP_PASSWORD',
+    group: 'Voicemail mail',
+    secret: true,
+    doc: 'Mail server password; minivm-send reads it from the environment, so it is never written to minivm.conf (a -p there is removed)',
+    default: 'none',
+    allowed: 'one line of text',
+    parse: text,
+    writes: 'nothing (removes mailcmd -p)',
+  },
+  {
+    name: 'SMTP_FROM',
+    group: 'Voicemail mail',
+    doc: 'Sender address of voicemail e-mails',
+    default: 'file value',
+    allowed: 'an e-mail address',
+    parse: email,
+    writes: 'minivm.conf [general] mailcmd -f, emailaddress (the From of the mails)',
+  },
+  {
+    name: 'MINIVM_SPOOL_DIR',
+    group: 'Voicemail mail',
+    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
+    default: '/var/spool/asterisk/minivm-outbox',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'TLS_CERT_FILE',
+    group: 'TLS',
+    doc: 'Certificate (PEM, full chain) the TLS transport serves',
+    default: '/etc/ssl/asterisk/cert.pem',
+    allowed: 'an absolute path',
+    parse: path,
+    writes: 'pjsip_transport.conf [tls] cert_file',
+  },
+  {
+    name: 'TLS_KEY_FILE',
+    group: 'TLS',
+    doc: 'Private key (PEM) of the certificate',
+    default: '/etc/ssl/asterisk/priv_key.pem',
+    allowed: 'an absolute path',
+    parse: path,
+    writes: 'pjsip_transport.conf [tls] priv_key_file',
+  },
+  {
+    name: 'TLS_MODE',
+    group: 'TLS',
+    doc: "Where the TLS certificate comes from: made here (selfsigned), Let's Encrypt or another ACME CA (acme), or a Traefik acme.json (traefik)",
+    default: 'acme if ACME_EMAIL or ACME_DOMAINS is set, traefik if ACME_FILE is, else selfsigned',
+    allowed: 'selfsigned, acme or traefik',
+    parse: oneOf('selfsigned', 'acme', 'traefik'),
+  },
+  {
+    name: 'ACME_DIRECTORY',
+    group: 'TLS',
+    doc: "ACME CA directory; using acme mode means agreeing to the CA's terms of service",
+    default: "production (Let's Encrypt)",
+    allowed: 'production, staging or an https:// URL',
+    parse: acmeDirectory,
+  },
+  {
+    name: 'ACME_EMAIL',
+    group: 'TLS',
+    doc: 'Contact address for the ACME account (expiry warnings)',
+    default: 'none',
+    allowed: 'an e-mail address',
+    parse: email,
+  },
+  {
+    name: 'ACME_DOMAINS',
+    group: 'TLS',
+    doc: 'Names on the certificate (acme) or to look up (traefik), comma separated',
+    default: 'SIP_EXTERNAL_HOST',
+    allowed: 'host names, comma separated',
+    parse: hostnameList,
+  },
+  {
+    name: 'ACME_HTTP_PORT',
+    group: 'TLS',
+    doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it',
+    default: '80',
+    allowed: 'a port number 1-65535',
+    parse: port,
+  },
+  {
+    name: 'ACME_EAB_KID',
+    group: 'TLS',
+    doc: 'External account binding key id, for CAs that require one (ZeroSSL, ...)',
+    default: 'none',
+    allowed: 'one line of text',
+    parse: text,
+  },
+  {
+    name: 'ACME_EAB_HMAC_KEY',
+    group: 'TLS',
+    secret: true,
+    doc: 'External account binding HMAC key (base64url)',
+    default: 'none',
+    allowed: 'base64url text',
+    parse: (raw) => (/^[A-Za-z0-9_-]+=*$/.test(raw) ? ok(raw) : bad('not base64url')),
+  },
+  {
+    name: 'ACME_CA_FILE',
+    group: 'TLS',
+    doc: "Extra CA certificate (PEM) trusted for the ACME server's HTTPS, for a private CA",
+    default: 'system CAs',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'ACME_FILE',
+    group: 'TLS',
+    doc: 'Traefik acme.json to take the certificate from (v1 and v2 layouts); watched for changes',
+    default: 'none',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'WEBSMS_PORT',
+    group: 'WebSMS',
+    doc: 'Port of the WebSMS listener for ITSP webhooks (incoming SMS over HTTP); put a TLS proxy in front. Unset: WebSMS off',
+    default: 'none (off)',
+    allowed: "a port number 1-65535, not extensions_local.conf's WEBSMS_API_PORT",
+    parse: port,
+  },
+  {
+    name: 'WEBSMS_SPOOL_DIR',
+    group: 'WebSMS',
+    doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts',
+    default: '/var/spool/asterisk/websms',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'ASTERISK_CONF_DIR',
+    group: 'Runtime',
+    doc: 'Directory holding the Asterisk configuration',
+    default: '/etc/asterisk',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'ASTERISK_BIN',
+    group: 'Runtime',
+    doc: 'Asterisk executable',
+    default: 'asterisk (on PATH)',
+    allowed: 'a command name or absolute path',
+    parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')),
+  },
+  {
+    name: 'LOG_LEVEL',
+    group: 'Runtime',
+    doc: 'Least severe log level printed',
+    default: 'info',
+    allowed: 'debug, info, warn or error',
+    parse: oneOf('debug', 'info', 'warn', 'error'),
+  },
+  {
+    name: 'TZ',
+    group: 'Runtime',
+    doc: 'Time zone for logs, voicemail time stamps and e-mails',
+    default: 'UTC',
+    allowed: 'a zone name like Europe/Stockholm',
+    parse: timezone,
+  },
+  {
+    name: 'STOP_GRACE_SECONDS',
+    group: 'Runtime',
+    doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard',
+    default: '8',
+    allowed: 'a whole number 0-3600',
+    parse: intRange(0, 3600),
+  },
+  {
+    name: 'WATCH_FILES',
+    group: 'Runtime',
+    doc: 'More config files to watch and reload on change, besides pjsip_endpoint.conf',
+    default: 'none',
+    allowed: 'comma separated absolute paths',
+    parse: pathList,
+  },
+  {
+    name: 'ASTERISK_USER',
+    group: 'Runtime',
+    doc: 'User Asterisk runs as when started as root',
+    default: 'asterisk',
+    allowed: 'a user name',
+    parse: word,
+  },
 ]
 
 export interface Value {
@@ -195,7 +470,9 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
         // Secret files end with the newline editors add; it is not part of the secret.
         raw = deps.readFile(fromFile).replace(/\r?\n$/, '')
       } catch (err) {
-        problems.push(`${fileVar} names \`${fromFile}\`, which can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+        problems.push(
+          `${fileVar} names \`${fromFile}\`, which can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        )
         continue
       }
     } else if (present.length) {
@@ -227,5 +504,7 @@ export function envTable(): string {
     const cell = (x: string) => x.replace(/\|/g, '\\|')
     return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writes ?? 'runtime only')} |`
   })
-  return ['| variable | meaning | default | allowed | written to |', '| --- | --- | --- | --- | --- |', ...rows].join('\n')
+  return ['| variable | meaning | default | allowed | written to |', '| --- | --- | --- | --- | --- |', ...rows].join(
+    '\n',
+  )
 }

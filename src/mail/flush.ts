@@ -8,7 +8,11 @@ import type { FlushResult } from './minivm-send.ts'
 
 export const FLUSH_INTERVAL_MS = 5 * 60_000
 
-export async function flushVoicemailSpool(confDir: string, env: NodeJS.ProcessEnv, log: Logger): Promise<FlushResult | undefined> {
+export async function flushVoicemailSpool(
+  confDir: string,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+): Promise<FlushResult | undefined> {
   const doc = await readConf(confDir, 'minivm.conf')
   const mailcmd = doc ? getValues(doc, 'general', 'mailcmd').at(-1) : undefined
   const words = mailcmd ? mailcmdWords(mailcmd) : undefined

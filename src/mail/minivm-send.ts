@@ -38,16 +38,59 @@ interface FlagSpec {
 
 /** The command line: parsed by util.parseArgs and printed by --help from this one table. */
 const FLAGS = {
-  host: { type: 'string', short: 'H', value: 'HOST[:PORT]', doc: 'SMTP server; IPv6 as [ADDR]:PORT', default: 'required' },
-  protocol: { type: 'string', short: 'P', value: 'PROTO', doc: 'smtp (plain), smtps or tls (TLS from the start), starttls (upgrade required)', default: 'starttls' },
-  user: { type: 'string', short: 'u', value: 'USER', doc: 'log in as USER; the password comes from one of -p, --password-file, SMTP_PASSWORD_FILE, SMTP_PASSWORD', default: 'no login' },
-  password: { type: 'string', short: 'p', value: 'PASSWORD', doc: 'password on the command line, visible in minivm.conf and ps; prefer a file or the environment', default: 'none' },
-  'password-file': { type: 'string', value: 'FILE', doc: 'read the password from FILE (one trailing newline is dropped)', default: 'none' },
+  host: {
+    type: 'string',
+    short: 'H',
+    value: 'HOST[:PORT]',
+    doc: 'SMTP server; IPv6 as [ADDR]:PORT',
+    default: 'required',
+  },
+  protocol: {
+    type: 'string',
+    short: 'P',
+    value: 'PROTO',
+    doc: 'smtp (plain), smtps or tls (TLS from the start), starttls (upgrade required)',
+    default: 'starttls',
+  },
+  user: {
+    type: 'string',
+    short: 'u',
+    value: 'USER',
+    doc: 'log in as USER; the password comes from one of -p, --password-file, SMTP_PASSWORD_FILE, SMTP_PASSWORD',
+    default: 'no login',
+  },
+  password: {
+    type: 'string',
+    short: 'p',
+    value: 'PASSWORD',
+    doc: 'password on the command line, visible in minivm.conf and ps; prefer a file or the environment',
+    default: 'none',
+  },
+  'password-file': {
+    type: 'string',
+    value: 'FILE',
+    doc: 'read the password from FILE (one trailing newline is dropped)',
+    default: 'none',
+  },
   from: { type: 'string', short: 'f', value: 'ADDRESS', doc: 'envelope sender', default: 'the From header' },
-  'ca-file': { type: 'string', value: 'FILE', doc: 'trust the CA certificates (PEM) in FILE instead of the system CAs', default: 'system CAs' },
+  'ca-file': {
+    type: 'string',
+    value: 'FILE',
+    doc: 'trust the CA certificates (PEM) in FILE instead of the system CAs',
+    default: 'system CAs',
+  },
   insecure: { type: 'boolean', doc: 'do not verify the server certificate (a self-signed relay)', default: 'verify' },
-  timeout: { type: 'string', value: 'SECONDS', doc: 'longest wait for the server at each step: connect, greeting, each reply', default: String(DEFAULT_TIMEOUT_SECONDS) },
-  flush: { type: 'boolean', doc: 'send the queued messages instead of reading stdin; give the same flags as mailcmd', default: 'off' },
+  timeout: {
+    type: 'string',
+    value: 'SECONDS',
+    doc: 'longest wait for the server at each step: connect, greeting, each reply',
+    default: String(DEFAULT_TIMEOUT_SECONDS),
+  },
+  flush: {
+    type: 'boolean',
+    doc: 'send the queued messages instead of reading stdin; give the same flags as mailcmd',
+    default: 'off',
+  },
   help: { type: 'boolean', short: 'h', doc: 'print this help', default: 'off' },
 } as const satisfies Record<string, FlagSpec>
 
@@ -86,8 +129,7 @@ export function usage(): string {
 }
 
 type PasswordSource =
-  | { from: '-p' | 'SMTP_PASSWORD'; value: string }
-  | { from: '--password-file' | 'SMTP_PASSWORD_FILE'; file: string }
+  { from: '-p' | 'SMTP_PASSWORD'; value: string } | { from: '--password-file' | 'SMTP_PASSWORD_FILE'; file: string }
 
 /** Connection settings as given; files named here are read per send, so a rotated secret is used. */
 export interface SmtpSettings {
@@ -105,8 +147,7 @@ export interface SmtpSettings {
 }
 
 export type Invocation =
-  | { mode: 'help' }
-  | { mode: 'send' | 'flush'; smtp: SmtpSettings; spoolDir: string; logLevel: Level }
+  { mode: 'help' } | { mode: 'send' | 'flush'; smtp: SmtpSettings; spoolDir: string; logLevel: Level }
 
 export type Env = Record<string, string | undefined>
 
@@ -121,7 +162,8 @@ function parseHostPort(value: string, protocol: Protocol): { host: string; port:
   const portText = m[2]
   if (portText === undefined) return { host, port: DEFAULT_PORT[protocol] }
   const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN
-  if (!(port >= 1 && port <= 65535)) throw new UsageError(`-H port must be a number 1-65535, got \`${portText}\` in \`${value}\``)
+  if (!(port >= 1 && port <= 65535))
+    throw new UsageError(`-H port must be a number 1-65535, got \`${portText}\` in \`${value}\``)
   return { host, port }
 }
 
@@ -150,7 +192,12 @@ function handedAFile(stdin: Readable): boolean {
 export function parseArgs(argv: readonly string[], env: Env): Invocation {
   let values: Partial<Record<FlagName, string | boolean>>
   try {
-    const options = Object.fromEntries(Object.entries(FLAGS).map(([k, f]: [string, FlagSpec]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}) }]))
+    const options = Object.fromEntries(
+      Object.entries(FLAGS).map(([k, f]: [string, FlagSpec]) => [
+        k,
+        { type: f.type, ...(f.short ? { short: f.short } : {}) },
+      ]),
+    )
     values = parseArgv({ args: [...argv], options, strict: true, allowPositionals: false }).values as typeof values
   } catch (err) {
     // sendmail takes recipients as arguments; we take them from the headers only, as with -t.
@@ -161,11 +208,13 @@ export function parseArgs(argv: readonly string[], env: Env): Invocation {
   const str = (k: FlagName): string | undefined => (typeof values[k] === 'string' ? values[k] : undefined)
 
   const protocolText = str('protocol') ?? 'starttls'
-  if (!(protocolText in DEFAULT_PORT)) throw new UsageError(`-P must be one of ${Object.keys(DEFAULT_PORT).join(', ')}, got \`${protocolText}\``)
+  if (!(protocolText in DEFAULT_PORT))
+    throw new UsageError(`-P must be one of ${Object.keys(DEFAULT_PORT).join(', ')}, got \`${protocolText}\``)
   const protocol = protocolText as Protocol
 
   const hostText = str('host')
-  if (hostText === undefined) throw new UsageError(`-H is required: the SMTP server as HOST[:PORT], e.g. -H mx.example.com:587`)
+  if (hostText === undefined)
+    throw new UsageError(`-H is required: the SMTP server as HOST[:PORT], e.g. -H mx.example.com:587`)
   const { host, port } = parseHostPort(hostText, protocol)
 
   const timeoutText = str('timeout') ?? String(DEFAULT_TIMEOUT_SECONDS)
@@ -179,10 +228,15 @@ export function parseArgs(argv: readonly string[], env: Env): Invocation {
   const flagFile = str('password-file')
   if (flagPassword !== undefined) passwords.push({ from: '-p', value: flagPassword })
   if (flagFile !== undefined) passwords.push({ from: '--password-file', file: flagFile })
-  if (passwords.length > 1) throw new UsageError(`the SMTP password is given more than once, by -p and --password-file: keep one`)
-  if (passwords.length && user === undefined) throw new UsageError(`${passwords[0]!.from} needs -u: without a user name there is no login to use the password for`)
+  if (passwords.length > 1)
+    throw new UsageError(`the SMTP password is given more than once, by -p and --password-file: keep one`)
+  if (passwords.length && user === undefined)
+    throw new UsageError(
+      `${passwords[0]!.from} needs -u: without a user name there is no login to use the password for`,
+    )
   // The environment may carry a password meant for another relay setup; it only counts with -u.
-  if (user !== undefined && env.SMTP_PASSWORD_FILE) passwords.push({ from: 'SMTP_PASSWORD_FILE', file: env.SMTP_PASSWORD_FILE })
+  if (user !== undefined && env.SMTP_PASSWORD_FILE)
+    passwords.push({ from: 'SMTP_PASSWORD_FILE', file: env.SMTP_PASSWORD_FILE })
   if (user !== undefined && env.SMTP_PASSWORD) passwords.push({ from: 'SMTP_PASSWORD', value: env.SMTP_PASSWORD })
 
   const fromText = str('from')
@@ -190,11 +244,22 @@ export function parseArgs(argv: readonly string[], env: Env): Invocation {
   if (fromText !== undefined && !from) throw new UsageError(`-f must be an e-mail address, got \`${fromText}\``)
 
   const logLevel = (env.LOG_LEVEL || 'info') as Level
-  if (!LEVELS.includes(logLevel)) throw new ConfigError([`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got \`${env.LOG_LEVEL}\``])
+  if (!LEVELS.includes(logLevel))
+    throw new ConfigError([`LOG_LEVEL must be one of ${LEVELS.join(', ')}, got \`${env.LOG_LEVEL}\``])
 
   return {
     mode: values.flush ? 'flush' : 'send',
-    smtp: { host, port, protocol, user, passwords, from, caFile: str('ca-file'), insecure: values.insecure === true, timeoutMs: timeout * 1000 },
+    smtp: {
+      host,
+      port,
+      protocol,
+      user,
+      passwords,
+      from,
+      caFile: str('ca-file'),
+      insecure: values.insecure === true,
+      timeoutMs: timeout * 1000,
+    },
     spoolDir: spoolDirOf(env),
     logLevel,
   }
@@ -235,12 +300,20 @@ export function parseMessage(input: Buffer, sender?: string): ParsedMessage {
   const body = lines.slice(i).join('')
 
   const nameOf = (field: string) => /^([^:\s]+)\s*:/.exec(field)?.[1]?.toLowerCase()
-  const valueOf = (field: string) => Buffer.from(field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, ''), 'latin1').toString('utf8')
+  const valueOf = (field: string) =>
+    Buffer.from(field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, ''), 'latin1').toString('utf8')
   const addresses = (names: string[]) =>
-    fields.filter((f) => names.includes(nameOf(f) ?? '')).flatMap((f) => addressparser(valueOf(f), { flatten: true }).map((a) => a.address).filter((a) => a))
+    fields
+      .filter((f) => names.includes(nameOf(f) ?? ''))
+      .flatMap((f) =>
+        addressparser(valueOf(f), { flatten: true })
+          .map((a) => a.address)
+          .filter((a) => a),
+      )
 
   const to = [...new Set(addresses(['to', 'cc', 'bcc']))]
-  if (!to.length) throw new MessageError('the message has no recipients: expected addresses in its To, Cc or Bcc header')
+  if (!to.length)
+    throw new MessageError('the message has no recipients: expected addresses in its To, Cc or Bcc header')
   const from = sender ?? addresses(['from'])[0]
   if (!from) throw new MessageError('the message has no sender: expected a From header with an address, or give -f')
 
@@ -258,7 +331,9 @@ async function readNamedFile(file: string, what: string): Promise<string> {
   try {
     return await readFile(file, 'utf8')
   } catch (err) {
-    throw new ConfigError([`reading ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`], { cause: err })
+    throw new ConfigError([`reading ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`], {
+      cause: err,
+    })
   }
 }
 
@@ -266,15 +341,22 @@ async function readNamedFile(file: string, what: string): Promise<string> {
 async function resolveConnection(smtp: SmtpSettings): Promise<Connection> {
   const conn: Connection = { ...smtp }
   if (smtp.passwords.length > 1) {
-    throw new ConfigError([`the SMTP password is given more than once, by ${smtp.passwords.map((p) => p.from).join(' and ')}: keep one`])
+    throw new ConfigError([
+      `the SMTP password is given more than once, by ${smtp.passwords.map((p) => p.from).join(' and ')}: keep one`,
+    ])
   }
   const source = smtp.passwords[0]
   if (smtp.user !== undefined && !source) {
-    throw new ConfigError([`SMTP user "${smtp.user}" has no password: set SMTP_PASSWORD_FILE or SMTP_PASSWORD, or give --password-file`])
+    throw new ConfigError([
+      `SMTP user "${smtp.user}" has no password: set SMTP_PASSWORD_FILE or SMTP_PASSWORD, or give --password-file`,
+    ])
   }
   if (source) {
     // Secret files end with the newline editors add; it is not part of the password.
-    conn.password = 'value' in source ? source.value : (await readNamedFile(source.file, `the SMTP password file (${source.from})`)).replace(/\r?\n$/, '')
+    conn.password =
+      'value' in source
+        ? source.value
+        : (await readNamedFile(source.file, `the SMTP password file (${source.from})`)).replace(/\r?\n$/, '')
     if (!conn.password) throw new ConfigError([`the SMTP password from ${source.from} is empty`])
   }
   if (smtp.caFile) conn.ca = Buffer.from(await readNamedFile(smtp.caFile, 'the --ca-file'))
@@ -308,8 +390,15 @@ interface Mailer {
 
 async function createMailer(conn: Connection, log: Logger): Promise<Mailer> {
   const verify = conn.protocol === 'smtp' ? 'no TLS' : conn.insecure ? 'off' : conn.ca ? 'ca-file' : 'system CAs'
-  log.debug('SMTP connection', { server: serverName(conn), protocol: conn.protocol, user: conn.user, verify, timeout_s: conn.timeoutMs / 1000 })
-  if (conn.protocol === 'smtp' && conn.user !== undefined) log.warn('the SMTP password goes unencrypted with -P smtp', { server: serverName(conn), user: conn.user })
+  log.debug('SMTP connection', {
+    server: serverName(conn),
+    protocol: conn.protocol,
+    user: conn.user,
+    verify,
+    timeout_s: conn.timeoutMs / 1000,
+  })
+  if (conn.protocol === 'smtp' && conn.user !== undefined)
+    log.warn('the SMTP password goes unencrypted with -P smtp', { server: serverName(conn), user: conn.user })
   // Loaded here: run imports this module for the spool, and most flushes find nothing to send.
   const { default: nodemailer } = await import('nodemailer')
   const transport = nodemailer.createTransport(transportOptions(conn))
@@ -331,9 +420,21 @@ function serverName(smtp: Pick<SmtpSettings, 'host' | 'port'>): string {
 
 // Node's names for a certificate it refused; nodemailer reports them as ESOCKET like a refused connection.
 const CERT_ERRORS = new Set([
-  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REJECTED', 'CERT_REVOKED', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH', 'INVALID_CA', 'INVALID_PURPOSE',
-  'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REJECTED',
+  'CERT_REVOKED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
 ])
 
 export interface Failure {
@@ -357,24 +458,46 @@ function describeFailure(err: unknown, smtp: SmtpSettings, password?: string): F
   } else if (err instanceof MessageError) {
     f = { problem: err.message, transient: false, messageOnly: true }
   } else if (e.code === 'EAUTH') {
-    f = { problem: `SMTP authentication failed for user "${smtp.user}" at ${where}${said || ` (${e.message})`}`, transient: e.permanent === false, messageOnly: false }
+    f = {
+      problem: `SMTP authentication failed for user "${smtp.user}" at ${where}${said || ` (${e.message})`}`,
+      transient: e.permanent === false,
+      messageOnly: false,
+    }
   } else if (cause && CERT_ERRORS.has(cause)) {
     const why = e.message.split(';')[0]
-    f = { problem: `the TLS certificate of ${where} is not trusted (${why}, ${cause}): give its CA with --ca-file, or --insecure to skip the check`, transient: false, messageOnly: false }
+    f = {
+      problem: `the TLS certificate of ${where} is not trusted (${why}, ${cause}): give its CA with --ca-file, or --insecure to skip the check`,
+      transient: false,
+      messageOnly: false,
+    }
   } else if (cause?.startsWith('ERR_SSL')) {
-    f = { problem: `TLS with ${where} failed (${cause}): check -P, smtps and tls expect TLS from the first byte, starttls upgrades a plain connection`, transient: false, messageOnly: false }
+    f = {
+      problem: `TLS with ${where} failed (${cause}): check -P, smtps and tls expect TLS from the first byte, starttls upgrades a plain connection`,
+      transient: false,
+      messageOnly: false,
+    }
   } else if (e.code === 'ETIMEDOUT') {
     const within = `within ${smtp.timeoutMs / 1000} s`
     // Silence before the first reply is also what a port expecting TLS from the first byte gives a plain client.
-    const hint = e.command === 'CONN' && smtp.protocol !== 'smtps' && smtp.protocol !== 'tls' ? `; if ${where} expects TLS from the first byte, use -P smtps` : ''
-    const problem = e.timeoutType === 'CONNECT_TIMEOUT' ? `cannot connect to ${where} ${within}` : `no answer from ${where} ${within}${hint}`
+    const hint =
+      e.command === 'CONN' && smtp.protocol !== 'smtps' && smtp.protocol !== 'tls'
+        ? `; if ${where} expects TLS from the first byte, use -P smtps`
+        : ''
+    const problem =
+      e.timeoutType === 'CONNECT_TIMEOUT'
+        ? `cannot connect to ${where} ${within}`
+        : `no answer from ${where} ${within}${hint}`
     f = { problem, transient: true, messageOnly: false }
   } else if (e.code === 'EDNS') {
     f = { problem: `cannot resolve the SMTP server name ${smtp.host} (${cause})`, transient: true, messageOnly: false }
   } else if (e.responseCode !== undefined) {
     const transient = e.permanent === false
     const step = e.command ? ` at ${e.command}` : ''
-    f = { problem: `${where} refused the message${step}${said}`, transient, messageOnly: e.code === 'EENVELOPE' || e.code === 'EMESSAGE' }
+    f = {
+      problem: `${where} refused the message${step}${said}`,
+      transient,
+      messageOnly: e.code === 'EENVELOPE' || e.code === 'EMESSAGE',
+    }
   } else if (e.code === 'ESOCKET' || e.code === 'ECONNECTION') {
     f = { problem: `cannot talk to ${where} (${e.originalCode ?? e.message})`, transient: true, messageOnly: false }
   } else {
@@ -408,7 +531,10 @@ async function queuedFiles(dir: string): Promise<string[]> {
     if (err.code === 'ENOENT') return []
     throw err
   })
-  return names.filter((n) => n.endsWith(SPOOL_SUFFIX) && !n.startsWith('.')).sort().map((n) => join(dir, n))
+  return names
+    .filter((n) => n.endsWith(SPOOL_SUFFIX) && !n.startsWith('.'))
+    .sort()
+    .map((n) => join(dir, n))
 }
 
 function isAlive(pid: number): boolean {
@@ -490,9 +616,17 @@ export async function flushSpool(smtp: SmtpSettings, opts: { spoolDir: string; l
         const message = parseMessage(input, smtp.from)
         const info = await mailer.send(message)
         result.sent.push(file)
-        log.info('queued message sent', { file, from: message.envelope.from, to: message.envelope.to.join(','), response: info.response })
-        if (info.rejected.length) log.warn('server refused some recipients', { file, rejected: info.rejected.join(',') })
-        await rm(file).catch((err: Error) => log.error('queued message sent but not removed; the next flush sends it again', { file, error: err.message }))
+        log.info('queued message sent', {
+          file,
+          from: message.envelope.from,
+          to: message.envelope.to.join(','),
+          response: info.response,
+        })
+        if (info.rejected.length)
+          log.warn('server refused some recipients', { file, rejected: info.rejected.join(',') })
+        await rm(file).catch((err: Error) =>
+          log.error('queued message sent but not removed; the next flush sends it again', { file, error: err.message }),
+        )
       } catch (err) {
         const failure = describeFailure(err, smtp, password)
         result.failures.push({ file, ...failure })
@@ -534,7 +668,12 @@ async function sendStdin(smtp: SmtpSettings, spoolDir: string, io: Io, log: Logg
     const mailer = await createMailer(conn, log)
     try {
       const info = await mailer.send(message)
-      log.info('message sent', { server: serverName(smtp), from: message.envelope.from, to: message.envelope.to.join(','), response: info.response })
+      log.info('message sent', {
+        server: serverName(smtp),
+        from: message.envelope.from,
+        to: message.envelope.to.join(','),
+        response: info.response,
+      })
       if (info.rejected.length) log.warn('server refused some recipients', { rejected: info.rejected.join(',') })
     } finally {
       mailer.close()
@@ -550,7 +689,9 @@ async function sendStdin(smtp: SmtpSettings, spoolDir: string, io: Io, log: Logg
       io.stderr(`${NAME}: ${failure.problem}; queueing it in ${spoolDir} failed too (${why}): the message is lost`)
       return failure.exitCode
     }
-    const verb = failure.transient ? `queued as ${file}; ${NAME} --flush sends it` : `kept as ${file}; fix the cause, then ${NAME} --flush sends it`
+    const verb = failure.transient
+      ? `queued as ${file}; ${NAME} --flush sends it`
+      : `kept as ${file}; fix the cause, then ${NAME} --flush sends it`
     io.stderr(`${NAME}: ${failure.problem}; ${verb}`)
     return failure.transient ? EX_TEMPFAIL : failure.exitCode
   }
@@ -566,16 +707,23 @@ export async function run(argv: readonly string[], env: Env, io: Io): Promise<nu
     const why = `${NAME}: ${err instanceof Error ? err.message : String(err)}`
     // MiniVM deletes its message as soon as we return: a typo in mailcmd must not cost it. The
     // spool flush (privatedial run, every 5 min) reports the same error until mailcmd is fixed.
-    const mail = argv.includes('--flush') || argv.includes('--help') || !handedAFile(io.stdin) ? undefined : await readAll(io.stdin).catch(() => undefined)
+    const mail =
+      argv.includes('--flush') || argv.includes('--help') || !handedAFile(io.stdin)
+        ? undefined
+        : await readAll(io.stdin).catch(() => undefined)
     if (!mail?.length) {
       io.stderr(why)
       return code
     }
     const spoolDir = spoolDirOf(env)
     try {
-      io.stderr(`${why}; kept as ${await spoolMessage(spoolDir, mail, io.now())}: fix mailcmd in minivm.conf, then ${NAME} --flush sends it`)
+      io.stderr(
+        `${why}; kept as ${await spoolMessage(spoolDir, mail, io.now())}: fix mailcmd in minivm.conf, then ${NAME} --flush sends it`,
+      )
     } catch (spoolErr) {
-      io.stderr(`${why}; queueing it in ${spoolDir} failed too (${spoolErr instanceof Error ? spoolErr.message : String(spoolErr)}): the message is lost`)
+      io.stderr(
+        `${why}; queueing it in ${spoolDir} failed too (${spoolErr instanceof Error ? spoolErr.message : String(spoolErr)}): the message is lost`,
+      )
     }
     return code
   }

@@ -122,7 +122,12 @@ const KEYS: Record<string, KeySpec> = {
 
 type Defaults = Partial<Record<keyof typeof KEYS, string[]>>
 
-const COMMON: Defaults = { method: ['POST'], number_format: ['e164'], inbound_auth: ['off'], inbound_header: ['X-Webhook-Secret'] }
+const COMMON: Defaults = {
+  method: ['POST'],
+  number_format: ['e164'],
+  inbound_auth: ['off'],
+  inbound_header: ['X-Webhook-Secret'],
+}
 
 const PRESET_DEFAULTS: Record<Preset, Defaults> = {
   '46elks': {
@@ -210,13 +215,18 @@ function readSection(section: Section, file: string, problems: string[]): { read
       problems.push(`${at(e.line)} ${e.key} is set again (first on line ${prev.line}); set it once`)
       continue
     }
-    const values = spec.repeat && e.key !== 'static' && e.key !== 'inbound_match' ? e.value.split(/[\s,]+/).filter(Boolean) : [e.value]
+    const values =
+      spec.repeat && e.key !== 'static' && e.key !== 'inbound_match'
+        ? e.value.split(/[\s,]+/).filter(Boolean)
+        : [e.value]
     if (prev) prev.values.push(...values)
     else own.set(e.key, { values, line: e.line })
   }
   const presetName = own.get('preset')?.values[0] ?? 'generic'
   if (!PRESETS.includes(presetName as Preset)) {
-    problems.push(`${at(own.get('preset')?.line ?? section.line)} preset must be one of ${PRESETS.join(', ')}, got \`${presetName}\``)
+    problems.push(
+      `${at(own.get('preset')?.line ?? section.line)} preset must be one of ${PRESETS.join(', ')}, got \`${presetName}\``,
+    )
     return undefined
   }
   const preset = presetName as Preset
@@ -239,7 +249,8 @@ function parseItsp(section: Section, file: string, problems: string[]): Itsp | u
   const index = section.name
   const at = (key: string) => `${file}:${read.line(key)}: [${index}]`
   const shown = (key: string, v: string) => (Object.hasOwn(KEYS, key) && KEYS[key]!.secret ? '********' : v)
-  const bad = (key: string, expected: string) => problems.push(`${at(key)} ${key} must be ${expected}, got \`${shown(key, read.get(key) ?? '')}\``)
+  const bad = (key: string, expected: string) =>
+    problems.push(`${at(key)} ${key} must be ${expected}, got \`${shown(key, read.get(key) ?? '')}\``)
   const need = (key: string, why: string): string => {
     const v = read.get(key)
     if (v) return v
@@ -273,7 +284,8 @@ function parseItsp(section: Section, file: string, problems: string[]): Itsp | u
     if (!URL.canParse(rawUrl)) bad('url', 'an https:// URL')
     else {
       const u = new URL(rawUrl)
-      if (u.username || u.password) problems.push(`${at('url')} url must not carry credentials; set username and password (or token) instead`)
+      if (u.username || u.password)
+        problems.push(`${at('url')} url must not carry credentials; set username and password (or token) instead`)
       else if (u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname))) url = u
       else bad('url', 'an https:// URL (http:// only to this host)')
     }
@@ -282,7 +294,8 @@ function parseItsp(section: Section, file: string, problems: string[]): Itsp | u
   const encoding = oneOf('encoding', ['form', 'json'] as const)
   const authKind = oneOf('auth', ['none', 'basic', 'bearer', 'header'] as const)
   let auth: OutboundAuth = { kind: 'none' }
-  if (authKind === 'basic') auth = { kind: 'basic', username: need('username', 'auth = basic'), password: need('password', 'auth = basic') }
+  if (authKind === 'basic')
+    auth = { kind: 'basic', username: need('username', 'auth = basic'), password: need('password', 'auth = basic') }
   else if (authKind === 'bearer') auth = { kind: 'bearer', token: need('token', 'auth = bearer') }
   else if (authKind === 'header') {
     const name = need('auth_header', 'auth = header: the header the token is sent in')
@@ -306,25 +319,47 @@ function parseItsp(section: Section, file: string, problems: string[]): Itsp | u
   // Inbound: the ITSP's webhooks for texts to users' numbers.
   let inbound: Inbound | undefined
   const inboundKind = oneOf('inbound_auth', ['off', 'none', 'path', 'header', 'basic', 'ed25519'] as const)
-  const inboundOnly = ['inbound_secret', 'inbound_username', 'inbound_password', 'inbound_public_key', 'allow', 'trusted_proxies']
+  const inboundOnly = [
+    'inbound_secret',
+    'inbound_username',
+    'inbound_password',
+    'inbound_public_key',
+    'allow',
+    'trusted_proxies',
+  ]
   if (inboundKind === 'off') {
-    for (const key of inboundOnly) if (read.has(key)) problems.push(`${at(key)} ${key} has no effect while inbound_auth is off; set inbound_auth`)
+    for (const key of inboundOnly)
+      if (read.has(key)) problems.push(`${at(key)} ${key} has no effect while inbound_auth is off; set inbound_auth`)
   } else {
     let inAuth: InboundAuth = { kind: 'none' }
     const secret = (key: string, why: string, pattern?: RegExp) => {
       const v = need(key, why)
       if (v && (v.length < MIN_SECRET || (pattern && !pattern.test(v)))) {
-        problems.push(`${at(key)} ${key} must be at least ${MIN_SECRET} characters${pattern ? ' of A-Z a-z 0-9 . _ ~ -' : ''} (not shown)`)
+        problems.push(
+          `${at(key)} ${key} must be at least ${MIN_SECRET} characters${pattern ? ' of A-Z a-z 0-9 . _ ~ -' : ''} (not shown)`,
+        )
       }
       return v
     }
-    if (inboundKind === 'path') inAuth = { kind: 'path', secret: secret('inbound_secret', 'inbound_auth = path: the last part of the webhook URL', PATH_SECRET) }
+    if (inboundKind === 'path')
+      inAuth = {
+        kind: 'path',
+        secret: secret('inbound_secret', 'inbound_auth = path: the last part of the webhook URL', PATH_SECRET),
+      }
     else if (inboundKind === 'header') {
       const name = need('inbound_header', 'inbound_auth = header')
       if (name && !HEADER_NAME.test(name)) bad('inbound_header', 'an HTTP header name')
-      inAuth = { kind: 'header', name: name.toLowerCase(), secret: secret('inbound_secret', 'inbound_auth = header: the value of the header') }
+      inAuth = {
+        kind: 'header',
+        name: name.toLowerCase(),
+        secret: secret('inbound_secret', 'inbound_auth = header: the value of the header'),
+      }
     } else if (inboundKind === 'basic') {
-      inAuth = { kind: 'basic', username: need('inbound_username', 'inbound_auth = basic'), password: secret('inbound_password', 'inbound_auth = basic') }
+      inAuth = {
+        kind: 'basic',
+        username: need('inbound_username', 'inbound_auth = basic'),
+        password: secret('inbound_password', 'inbound_auth = basic'),
+      }
     } else if (inboundKind === 'ed25519') {
       const v = need('inbound_public_key', "inbound_auth = ed25519: the ITSP's public key, base64")
       const key = v ? ed25519Key(v) : undefined
@@ -340,7 +375,9 @@ function parseItsp(section: Section, file: string, problems: string[]): Itsp | u
     }
     const allow = networks('allow')
     if (inboundKind === 'none' && !read.has('allow')) {
-      problems.push(`${at('inbound_auth')} inbound_auth = none takes webhooks from anyone; set allow to the ITSP's networks, or choose path, header, basic or ed25519`)
+      problems.push(
+        `${at('inbound_auth')} inbound_auth = none takes webhooks from anyone; set allow to the ITSP's networks, or choose path, header, basic or ed25519`,
+      )
     }
     inbound = {
       auth: inAuth,

@@ -67,10 +67,16 @@ function setPath(obj: Record<string, Json>, path: string, value: string): void {
 
 export function outboundRequest(out: Outbound, text: Text): HttpRequest {
   const num = (n: string) => (out.numberFormat === 'digits' ? n.replace(/^\+/, '') : n)
-  const fields: Array<[string, string]> = [...out.static, [out.fields.to, num(text.to)], [out.fields.from, num(text.from)], [out.fields.body, text.body]]
+  const fields: Array<[string, string]> = [
+    ...out.static,
+    [out.fields.to, num(text.to)],
+    [out.fields.from, num(text.from)],
+    [out.fields.body, text.body],
+  ]
   const headers: Record<string, string> = { 'user-agent': 'PrivateDial-WebSMS', accept: 'application/json' }
   const a = out.auth
-  if (a.kind === 'basic') headers.authorization = `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`
+  if (a.kind === 'basic')
+    headers.authorization = `Basic ${Buffer.from(`${a.username}:${a.password}`).toString('base64')}`
   else if (a.kind === 'bearer') headers.authorization = `Bearer ${a.token}`
   else if (a.kind === 'header') headers[a.name.toLowerCase()] = a.token
   let body: string
@@ -111,14 +117,22 @@ export interface Refusal {
  * Credentials that don't need the body: the path's secret, a header, basic auth. A signature is
  * checked once the body is read (checkSignature).
  */
-export function checkCredentials(auth: InboundAuth, headers: IncomingHttpHeaders, pathSecret: string | undefined): Refusal | undefined {
+export function checkCredentials(
+  auth: InboundAuth,
+  headers: IncomingHttpHeaders,
+  pathSecret: string | undefined,
+): Refusal | undefined {
   if (auth.kind !== 'path' && pathSecret !== undefined) return { status: 404, reason: 'no such webhook' }
   switch (auth.kind) {
     case 'path':
-      return pathSecret !== undefined && same(pathSecret, auth.secret) ? undefined : { status: 404, reason: 'wrong or missing path secret' }
+      return pathSecret !== undefined && same(pathSecret, auth.secret)
+        ? undefined
+        : { status: 404, reason: 'wrong or missing path secret' }
     case 'header': {
       const v = header(headers, auth.name)
-      return v !== undefined && same(v, auth.secret) ? undefined : { status: 401, reason: `wrong or missing ${auth.name} header` }
+      return v !== undefined && same(v, auth.secret)
+        ? undefined
+        : { status: 401, reason: `wrong or missing ${auth.name} header` }
     }
     case 'basic': {
       const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header(headers, 'authorization') ?? '')
@@ -133,12 +147,19 @@ export function checkCredentials(auth: InboundAuth, headers: IncomingHttpHeaders
 }
 
 /** Telnyx's scheme: Ed25519 over `${telnyx-timestamp}|${raw body}`, recent timestamps only. */
-export function checkSignature(auth: InboundAuth, headers: IncomingHttpHeaders, raw: Buffer, nowMs: number): Refusal | undefined {
+export function checkSignature(
+  auth: InboundAuth,
+  headers: IncomingHttpHeaders,
+  raw: Buffer,
+  nowMs: number,
+): Refusal | undefined {
   if (auth.kind !== 'ed25519') return undefined
   const sig = header(headers, 'telnyx-signature-ed25519')
   const ts = header(headers, 'telnyx-timestamp')
-  if (!sig || !ts || !/^\d{1,12}$/.test(ts)) return { status: 401, reason: 'missing telnyx-signature-ed25519 or telnyx-timestamp' }
-  if (Math.abs(nowMs / 1000 - Number(ts)) > SIGNATURE_TOLERANCE_S) return { status: 401, reason: `signature timestamp ${ts} is more than ${SIGNATURE_TOLERANCE_S} s off` }
+  if (!sig || !ts || !/^\d{1,12}$/.test(ts))
+    return { status: 401, reason: 'missing telnyx-signature-ed25519 or telnyx-timestamp' }
+  if (Math.abs(nowMs / 1000 - Number(ts)) > SIGNATURE_TOLERANCE_S)
+    return { status: 401, reason: `signature timestamp ${ts} is more than ${SIGNATURE_TOLERANCE_S} s off` }
   let ok = false
   try {
     ok = verify(null, Buffer.concat([Buffer.from(`${ts}|`), raw]), auth.publicKey, Buffer.from(sig, 'base64'))
@@ -158,10 +179,19 @@ export function inList(list: BlockList, addr: string): boolean {
  * The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
  * X-Forwarded-For hop that is not one. Undefined: a forwarded hop that is not an address.
  */
-export function clientAddress(peer: string, forwarded: string | string[] | undefined, trusted?: BlockList): string | undefined {
+export function clientAddress(
+  peer: string,
+  forwarded: string | string[] | undefined,
+  trusted?: BlockList,
+): string | undefined {
   let addr = unmap(peer)
   if (!trusted || forwarded === undefined || !inList(trusted, addr)) return addr
-  const hops = [forwarded].flat().join(',').split(',').map((h) => h.trim()).filter(Boolean)
+  const hops = [forwarded]
+    .flat()
+    .join(',')
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean)
   for (const raw of hops.reverse()) {
     const hop = unmap(raw)
     if (!isIP(hop)) return undefined
@@ -181,7 +211,8 @@ function getPath(obj: unknown, path: string): string | undefined {
   let at = obj
   for (const p of path.split('.')) {
     if (Array.isArray(at) && /^\d+$/.test(p)) at = at[Number(p)]
-    else if (at && typeof at === 'object' && !Array.isArray(at) && Object.hasOwn(at, p)) at = (at as Record<string, unknown>)[p]
+    else if (at && typeof at === 'object' && !Array.isArray(at) && Object.hasOwn(at, p))
+      at = (at as Record<string, unknown>)[p]
     else return undefined
   }
   if (typeof at === 'string') return at
@@ -189,10 +220,19 @@ function getPath(obj: unknown, path: string): string | undefined {
 }
 
 /** The text in a webhook, form-encoded or JSON, by the ITSP's field names. */
-export function readWebhook(inbound: Inbound, contentType: string | undefined, raw: Buffer, countryCode?: string): Webhook {
+export function readWebhook(
+  inbound: Inbound,
+  contentType: string | undefined,
+  raw: Buffer,
+  countryCode?: string,
+): Webhook {
   const [media = '', ...params] = (contentType ?? '').split(';').map((s) => s.trim().toLowerCase())
-  const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '')
-  if (charset && charset !== 'utf-8' && charset !== 'utf8') return { kind: 'rejected', status: 415, reason: `charset ${JSON.stringify(charset.slice(0, 40))}; expected UTF-8` }
+  const charset = params
+    .find((p) => p.startsWith('charset='))
+    ?.slice(8)
+    .replace(/"/g, '')
+  if (charset && charset !== 'utf-8' && charset !== 'utf8')
+    return { kind: 'rejected', status: 415, reason: `charset ${JSON.stringify(charset.slice(0, 40))}; expected UTF-8` }
   let get: (name: string) => string | undefined
   if (media === 'application/x-www-form-urlencoded') {
     const form = new URLSearchParams(raw.toString('utf8'))
@@ -204,24 +244,49 @@ export function readWebhook(inbound: Inbound, contentType: string | undefined, r
     } catch {
       return { kind: 'rejected', status: 400, reason: 'body is not JSON' }
     }
-    if (!json || typeof json !== 'object' || Array.isArray(json)) return { kind: 'rejected', status: 400, reason: 'body is not a JSON object' }
+    if (!json || typeof json !== 'object' || Array.isArray(json))
+      return { kind: 'rejected', status: 400, reason: 'body is not a JSON object' }
     get = (path) => getPath(json, path)
   } else {
-    return { kind: 'rejected', status: 415, reason: `content type ${JSON.stringify(media.slice(0, 60))}; expected application/x-www-form-urlencoded or application/json` }
+    return {
+      kind: 'rejected',
+      status: 415,
+      reason: `content type ${JSON.stringify(media.slice(0, 60))}; expected application/x-www-form-urlencoded or application/json`,
+    }
   }
   for (const [path, want] of inbound.match) {
     const got = get(path)
-    if (got !== want) return { kind: 'ignored', reason: `${path} is ${JSON.stringify((got ?? '').slice(0, 40))}, not ${JSON.stringify(want)}` }
+    if (got !== want)
+      return {
+        kind: 'ignored',
+        reason: `${path} is ${JSON.stringify((got ?? '').slice(0, 40))}, not ${JSON.stringify(want)}`,
+      }
   }
   const [rawTo, rawFrom, rawBody] = [get(inbound.fields.to), get(inbound.fields.from), get(inbound.fields.body)]
   if (rawTo === undefined || rawFrom === undefined || rawBody === undefined) {
-    const missing = [[inbound.fields.to, rawTo], [inbound.fields.from, rawFrom], [inbound.fields.body, rawBody]].filter(([, v]) => v === undefined).map(([k]) => k)
+    const missing = [
+      [inbound.fields.to, rawTo],
+      [inbound.fields.from, rawFrom],
+      [inbound.fields.body, rawBody],
+    ]
+      .filter(([, v]) => v === undefined)
+      .map(([k]) => k)
     return { kind: 'rejected', status: 400, reason: `missing field(s) ${missing.join(', ')}` }
   }
   const to = normalizeNumber(rawTo, countryCode)
-  if (!to?.startsWith('+')) return { kind: 'rejected', status: 400, reason: `${inbound.fields.to} ${JSON.stringify(rawTo.slice(0, 40))} is not a phone number` }
+  if (!to?.startsWith('+'))
+    return {
+      kind: 'rejected',
+      status: 400,
+      reason: `${inbound.fields.to} ${JSON.stringify(rawTo.slice(0, 40))} is not a phone number`,
+    }
   const from = normalizeSender(rawFrom, countryCode)
-  if (!from) return { kind: 'rejected', status: 400, reason: `${inbound.fields.from} ${JSON.stringify(rawFrom.slice(0, 40))} is not a phone number or sender id` }
+  if (!from)
+    return {
+      kind: 'rejected',
+      status: 400,
+      reason: `${inbound.fields.from} ${JSON.stringify(rawFrom.slice(0, 40))} is not a phone number or sender id`,
+    }
   // A message without text (a picture, say) still tells the user someone wrote.
   const body = sanitizeText(rawBody)
   return { kind: 'text', text: { to, from, body: body.trim() ? body : EMPTY_TEXT } }

@@ -87,7 +87,8 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
   const remove = async (lane: Lane<T>, item: QueueItem<T>) => {
     lane.items.splice(lane.items.indexOf(item), 1)
     await unlink(file(item)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') log.error(`removing ${file(item)} failed; it may be sent again after a restart: ${err.message}`)
+      if (err.code !== 'ENOENT')
+        log.error(`removing ${file(item)} failed; it may be sent again after a restart: ${err.message}`)
     })
     if (count() === 0) {
       const waiters = idleWaiters
@@ -112,9 +113,16 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
       const delay = retryDelay(policy, item.attempts)
       item.notBefore = now() + delay
       item.lastError = reason
-      log.warn(`delivery failed; retrying in ${Math.round(delay / 1000)} s`, { lane: item.lane, id: item.id, attempts: item.attempts, reason })
+      log.warn(`delivery failed; retrying in ${Math.round(delay / 1000)} s`, {
+        lane: item.lane,
+        id: item.id,
+        attempts: item.attempts,
+        reason,
+      })
       // A restart resumes from here; should the write fail, the older copy on disk is as good.
-      await writeFileAtomic(file(item), JSON.stringify(item), { mode: 0o600 }).catch((err: Error) => log.error(`updating ${file(item)} failed: ${err.message}`))
+      await writeFileAtomic(file(item), JSON.stringify(item), { mode: 0o600 }).catch((err: Error) =>
+        log.error(`updating ${file(item)} failed: ${err.message}`),
+      )
       return
     }
     if ('retry' in outcome) reason = `${reason}; gave up after ${item.attempts} attempts in ${Math.round(age / 1000)} s`
@@ -165,7 +173,8 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
     if (name.startsWith('.') || !name.endsWith(SUFFIX)) continue
     try {
       const item = JSON.parse(await readFile(path, 'utf8')) as QueueItem<T>
-      if (typeof item.lane !== 'string' || `${item.id}${SUFFIX}` !== name || typeof item.createdAt !== 'number') throw new Error('not a queue item')
+      if (typeof item.lane !== 'string' || `${item.id}${SUFFIX}` !== name || typeof item.createdAt !== 'number')
+        throw new Error('not a queue item')
       loaded.push({ ...item, attempts: Number(item.attempts) || 0, notBefore: 0 })
     } catch (err) {
       log.error(`queued file ${path} can't be read (${(err as Error).message}); moved aside as ${name}.bad`)

@@ -15,7 +15,16 @@ import { ConfigError, wrap } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import { openSipClient, SipTimeoutError, splitText, type SipClient } from './sip-message.ts'
 import { parseWebsmsConf, websmsWiring, WEBSMS_CONF, type Itsp, type WebsmsConfig, type Wiring } from './config.ts'
-import { checkCredentials, checkSignature, clientAddress, inList, normalizeNumber, outboundRequest, readWebhook, sanitizeText } from './itsp.ts'
+import {
+  checkCredentials,
+  checkSignature,
+  clientAddress,
+  inList,
+  normalizeNumber,
+  outboundRequest,
+  readWebhook,
+  sanitizeText,
+} from './itsp.ts'
 import { openQueue, type LanePolicy, type Outcome, type Queue, type QueueItem } from './queue.ts'
 
 /** Largest request body either listener reads; more gets 413. */
@@ -81,10 +90,16 @@ async function load(confDir: string, log: Logger): Promise<Loaded> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrap(`reading ${path}`, err)
   }
   const config = parseWebsmsConf(text)
-  const secrets = [...config.itsps.values()].some((i) => i.outbound.auth.kind !== 'none' || (i.inbound && i.inbound.auth.kind !== 'none'))
+  const secrets = [...config.itsps.values()].some(
+    (i) => i.outbound.auth.kind !== 'none' || (i.inbound && i.inbound.auth.kind !== 'none'),
+  )
   const mode = (await stat(path).catch(() => undefined))?.mode
-  if (secrets && mode !== undefined && mode & 0o077) log.warn(`${path} holds credentials and is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
-  const wiring = websmsWiring((await readConfTree(confDir, 'extensions.conf')).docs, (await readConfTree(confDir, 'pjsip.conf')).docs)
+  if (secrets && mode !== undefined && mode & 0o077)
+    log.warn(`${path} holds credentials and is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`)
+  const wiring = websmsWiring(
+    (await readConfTree(confDir, 'extensions.conf')).docs,
+    (await readConfTree(confDir, 'pjsip.conf')).docs,
+  )
   return { config, wiring }
 }
 
@@ -179,7 +194,12 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
   let { config, wiring } = await load(opts.confDir, log)
   const host = opts.host ?? '0.0.0.0'
 
-  const sip: SipClient = await openSipClient({ localAddress: '127.0.0.1', localPort: opts.sipSourcePort, t1Ms: opts.sipT1Ms, timeoutMs: opts.sipTimeoutMs }).catch((err) => {
+  const sip: SipClient = await openSipClient({
+    localAddress: '127.0.0.1',
+    localPort: opts.sipSourcePort,
+    t1Ms: opts.sipT1Ms,
+    timeoutMs: opts.sipTimeoutMs,
+  }).catch((err) => {
     throw wrap(`binding the SIP source port 127.0.0.1:${opts.sipSourcePort ?? 0}`, err)
   })
 
@@ -187,11 +207,19 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     const fields = { to: job.to, from: job.from, itsp: job.index, bytes: Buffer.byteLength(job.body) }
     let r
     try {
-      r = await sip.send(wiring.sip, { to: job.to, from: job.from, fromName: /^\+?\d+$/.test(job.from) ? undefined : job.from, body: job.body })
+      r = await sip.send(wiring.sip, {
+        to: job.to,
+        from: job.from,
+        fromName: /^\+?\d+$/.test(job.from) ? undefined : job.from,
+        body: job.body,
+      })
     } catch (err) {
       // A MESSAGE that can't be built never will be; anything else may pass next time.
       if (err instanceof RangeError) return { fail: err.message }
-      const why = err instanceof SipTimeoutError ? `Asterisk did not answer at ${wiring.sip.host}:${wiring.sip.port}` : (err as Error).message
+      const why =
+        err instanceof SipTimeoutError
+          ? `Asterisk did not answer at ${wiring.sip.host}:${wiring.sip.port}`
+          : (err as Error).message
       return { retry: why }
     }
     if (r.status < 300) {
@@ -212,10 +240,18 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     const req = outboundRequest(itsp.outbound, job)
     let res: Response
     try {
-      res = await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, redirect: 'error', signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(ITSP_TIMEOUT_MS)]) })
+      res = await fetch(req.url, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+        redirect: 'error',
+        signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(ITSP_TIMEOUT_MS)]),
+      })
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause
-      return { retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? (err as Error).message}` }
+      return {
+        retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+      }
     }
     const detail = oneLine(sanitizeText(await res.text().catch(() => '')), 120)
     const fields = { itsp: job.index, to: job.to, from: job.from, status: res.status }
@@ -235,7 +271,8 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     log: log.child('websms-queue'),
     now,
     policy,
-    deliver: (item: QueueItem<Job>) => (item.payload.kind === 'deliver' ? deliverToAsterisk(item.payload) : sendToItsp(item.payload)),
+    deliver: (item: QueueItem<Job>) =>
+      item.payload.kind === 'deliver' ? deliverToAsterisk(item.payload) : sendToItsp(item.payload),
     giveUp: async (item, reason) => {
       const job = item.payload
       if (job.kind === 'deliver') {
@@ -260,7 +297,8 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
   const onWebhook = async (req: IncomingMessage, res: ServerResponse) => {
     const [path = ''] = (req.url ?? '').split('?')
     const segs = path.split('/')
-    const itsp = segs[1] === 'inbound' && (segs.length === 3 || segs.length === 4) ? config.itsps.get(segs[2]!) : undefined
+    const itsp =
+      segs[1] === 'inbound' && (segs.length === 3 || segs.length === 4) ? config.itsps.get(segs[2]!) : undefined
     const inbound = itsp?.inbound
     if (!itsp || !inbound) return reply(res, 404, 'not found')
     const fields = { itsp: itsp.index, client: req.socket.remoteAddress }
@@ -294,7 +332,13 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
       log.error(`queueing a text failed: ${(err as Error).message}`, fields)
       return reply(res, 503, 'try again later')
     }
-    log.info('text from the ITSP queued for phones', { ...fields, to: text.to, from: text.from, bytes: Buffer.byteLength(text.body), parts })
+    log.info('text from the ITSP queued for phones', {
+      ...fields,
+      to: text.to,
+      from: text.from,
+      bytes: Buffer.byteLength(text.body),
+      parts,
+    })
     // Empty: 46elks sends a body in the acknowledgement back to the sender as a reply.
     reply(res, 200)
   }
@@ -312,22 +356,31 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     const raw = await readBody(req)
     if (raw === 'aborted') return
     if (raw === 'too-large') return refuse(413, `body over ${MAX_BODY_BYTES} bytes`, true)
-    if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '')) return refuse(415, 'expected application/x-www-form-urlencoded')
+    if (!/^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? ''))
+      return refuse(415, 'expected application/x-www-form-urlencoded')
     const form = new URLSearchParams(raw.toString('utf8'))
     const [index, rawTo, rawFrom, rawBody] = ['index', 'to', 'from', 'body'].map((k) => form.get(k) ?? undefined)
-    if (index === undefined || rawTo === undefined || rawFrom === undefined || rawBody === undefined) return refuse(400, 'expected the fields index, to, from and body')
+    if (index === undefined || rawTo === undefined || rawFrom === undefined || rawBody === undefined)
+      return refuse(400, 'expected the fields index, to, from and body')
     const from = normalizeNumber(rawFrom, wiring.countryCode)
     if (!from?.startsWith('+')) return refuse(400, `from ${JSON.stringify(rawFrom.slice(0, 40))} is not a phone number`)
     const body = sanitizeText(rawBody)
     const to = normalizeNumber(rawTo, wiring.countryCode)
     const bounce = async (status: number, reason: string) => {
       log.warn(`text not sent: ${reason}`, { itsp: index, to: rawTo.slice(0, 40), from, status })
-      await toPhones({ kind: 'deliver', to: from, from: to ?? 'WebSMS', body: noticeText({ to: to ?? rawTo.slice(0, 40), body }, reason) }).catch((err: Error) =>
-        log.error(`queueing the notice to ${from} failed: ${err.message}`),
-      )
+      await toPhones({
+        kind: 'deliver',
+        to: from,
+        from: to ?? 'WebSMS',
+        body: noticeText({ to: to ?? rawTo.slice(0, 40), body }, reason),
+      }).catch((err: Error) => log.error(`queueing the notice to ${from} failed: ${err.message}`))
       reply(res, status, reason)
     }
-    if (!config.itsps.has(index)) return bounce(404, `WebSMS has no ITSP named ${JSON.stringify(index.slice(0, 40))} (the sender's WEBSMS_INDEX) in ${WEBSMS_CONF}`)
+    if (!config.itsps.has(index))
+      return bounce(
+        404,
+        `WebSMS has no ITSP named ${JSON.stringify(index.slice(0, 40))} (the sender's WEBSMS_INDEX) in ${WEBSMS_CONF}`,
+      )
     if (!to) return bounce(400, `${JSON.stringify(rawTo.slice(0, 40))} is not a phone number`)
     if (!body.trim()) return refuse(400, 'empty text')
     try {
@@ -354,7 +407,9 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
   let apiPort: number
   try {
     if (opts.port !== 0 && opts.port === wiring.apiPort) {
-      throw new ConfigError([`WEBSMS_PORT and extensions_local.conf [globals] WEBSMS_API_PORT are both ${opts.port}; the public webhook port must differ from the loopback API port`])
+      throw new ConfigError([
+        `WEBSMS_PORT and extensions_local.conf [globals] WEBSMS_API_PORT are both ${opts.port}; the public webhook port must differ from the loopback API port`,
+      ])
     }
     publicPort = await listen(publicServer, opts.port, host).catch((err) => {
       throw wrap(`listening for webhooks on ${host}:${opts.port} (WEBSMS_PORT)`, err)
@@ -369,7 +424,12 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
   }
 
   const announce = () => {
-    log.info('WebSMS is listening', { webhooks: `${host}:${publicPort}`, api: `127.0.0.1:${apiPort}`, asterisk: `${wiring.sip.host}:${wiring.sip.port}`, itsps: config.itsps.size })
+    log.info('WebSMS is listening', {
+      webhooks: `${host}:${publicPort}`,
+      api: `127.0.0.1:${apiPort}`,
+      asterisk: `${wiring.sip.host}:${wiring.sip.port}`,
+      itsps: config.itsps.size,
+    })
     if (!config.itsps.size) log.warn(`${WEBSMS_CONF} defines no ITSP; WebSMS takes no texts until one is added`)
     for (const itsp of config.itsps.values()) log.info(`[${itsp.index}] ${describe(itsp)}`)
   }

@@ -9,24 +9,43 @@ t.test('each file reloads the narrowest thing that reads it', async (t) => {
   t.equal(reloadCommand('minivm.conf'), 'module reload app_minivm.so')
   t.equal(reloadCommand('rtp.conf'), 'module reload res_rtp_asterisk.so')
   t.equal(reloadCommand('something_else.conf'), 'core reload')
-  t.same(reloadCommands(['pjsip_endpoint.conf', 'pjsip_wizard.conf', 'extensions.conf']), ['dialplan reload', 'module reload res_pjsip.so'], 'one reload per module')
+  t.same(
+    reloadCommands(['pjsip_endpoint.conf', 'pjsip_wizard.conf', 'extensions.conf']),
+    ['dialplan reload', 'module reload res_pjsip.so'],
+    'one reload per module',
+  )
 })
 
 t.test('a broken file is not reloaded and the log says where it is broken', async (t) => {
   const log = memoryLogger('reload')
   const sent: string[] = []
-  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], { check: async () => ['pjsip_endpoint.conf:7: expected `key = value`'], rx: async (c) => (sent.push(c), ''), log })
+  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], {
+    check: async () => ['pjsip_endpoint.conf:7: expected `key = value`'],
+    rx: async (c) => (sent.push(c), ''),
+    log,
+  })
   t.equal(ok, false)
   t.same(sent, [])
-  t.match(log.lines.join('\n'), /ERROR reload: pjsip_endpoint\.conf:7: expected[\s\S]*Asterisk keeps its current configuration/)
+  t.match(
+    log.lines.join('\n'),
+    /ERROR reload: pjsip_endpoint\.conf:7: expected[\s\S]*Asterisk keeps its current configuration/,
+  )
 })
 
 t.test('a good change reloads and logs how long it took', async (t) => {
   const log = memoryLogger('reload')
   const sent: string[] = []
   let clock = 0
-  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], { check: async () => [], rx: async (c) => ((clock += 42), sent.push(c), ''), log, now: () => clock })
+  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], {
+    check: async () => [],
+    rx: async (c) => ((clock += 42), sent.push(c), ''),
+    log,
+    now: () => clock,
+  })
   t.equal(ok, true)
   t.same(sent, ['module reload res_pjsip.so'])
-  t.match(log.lines.join('\n'), /reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=42/)
+  t.match(
+    log.lines.join('\n'),
+    /reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=42/,
+  )
 })

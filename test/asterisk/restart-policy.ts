@@ -30,7 +30,11 @@ t.test('5 crashes within 5 minutes give up', async (t) => {
     h = d.history
     if (d.action === 'give-up') t.match(d.reason, /5 crashes within 5 minutes/)
   }
-  t.same(actions, ['restart', 'restart', 'restart', 'restart', 'give-up'], 'even when each run was long enough to reset the delay')
+  t.same(
+    actions,
+    ['restart', 'restart', 'restart', 'restart', 'give-up'],
+    'even when each run was long enough to reset the delay',
+  )
   const spaced = onCrash({ crashes: [0, 1, 2, 3], streak: 0 }, DEFAULT_POLICY.windowMs, 100_000)
   t.equal(spaced.action, 'restart', 'crashes older than the window are forgotten')
   t.equal(spaced.history.crashes.length, 4)

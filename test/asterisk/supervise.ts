@@ -18,7 +18,8 @@ function standIn(b: Behaviour): Child {
   const code = {
     crash: 'process.exit(3)',
     serve: "process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000)",
-    stubborn: "process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); console.log('up'); setInterval(() => {}, 1000)",
+    stubborn:
+      "process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); console.log('up'); setInterval(() => {}, 1000)",
     booting: "process.on('SIGTERM', () => process.exit(0)); setTimeout(() => console.log('up'), 60_000)",
   }[b]
   const sub = execa(process.execPath, ['-e', code], { reject: false })
@@ -110,7 +111,10 @@ t.test('an Asterisk that ignores the drain is stopped hard, then killed; nothing
 t.test('a stop while Asterisk boots signals it instead of draining, and it never counts as ready', async (t) => {
   const ready: number[] = []
   let drained = false
-  const { d, log, started } = deps(['booting'], { onReady: (_c, ms) => ready.push(ms), drain: async () => void (drained = true) })
+  const { d, log, started } = deps(['booting'], {
+    onReady: (_c, ms) => ready.push(ms),
+    drain: async () => void (drained = true),
+  })
   const s = supervise(d)
   while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
   await s.stop('SIGTERM')

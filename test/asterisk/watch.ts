@@ -9,7 +9,12 @@ import { watchFiles } from '../../src/asterisk/watch.ts'
 function nextBatch(batches: string[][], count: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const deadline = Date.now() + 10_000
-    const poll = () => (batches.length >= count ? resolve() : Date.now() > deadline ? reject(new Error(`no change reported; got ${batches.length} batch(es)`)) : setTimeout(poll, 20))
+    const poll = () =>
+      batches.length >= count
+        ? resolve()
+        : Date.now() > deadline
+          ? reject(new Error(`no change reported; got ${batches.length} batch(es)`))
+          : setTimeout(poll, 20)
     poll()
   })
 }
@@ -22,7 +27,12 @@ t.test('saves are reported as settled batches of files whose content changed', a
   writeFileSync(other, '[globals]\n')
   writeFileSync(join(dir, 'unwatched.conf'), '')
   const batches: string[][] = []
-  const w = watchFiles({ files: [ep, other], debounceMs: 100, log: memoryLogger('watch'), onChange: async (f) => void batches.push(f) })
+  const w = watchFiles({
+    files: [ep, other],
+    debounceMs: 100,
+    log: memoryLogger('watch'),
+    onChange: async (f) => void batches.push(f),
+  })
   t.teardown(() => w.close())
   await w.ready
 

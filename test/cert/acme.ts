@@ -22,28 +22,58 @@ t.test('ACME_DIRECTORY: production, staging or a URL', async (t) => {
     ['https://acme.zerossl.com/v2/DV90', 'https://acme.zerossl.com/v2/DV90'],
   ]
   for (const [input, want] of cases) t.equal(resolveAcmeDirectory(input), want, JSON.stringify(input))
-  for (const bad of ['letsencrypt', 'http://ca.example/dir', 'ftp://ca.example/dir', 'https://', 'https:// spaced.example/dir', 'prod;uction']) {
-    t.throws(() => resolveAcmeDirectory(bad), new ConfigError([`ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${bad}\``]), JSON.stringify(bad))
+  for (const bad of [
+    'letsencrypt',
+    'http://ca.example/dir',
+    'ftp://ca.example/dir',
+    'https://',
+    'https:// spaced.example/dir',
+    'prod;uction',
+  ]) {
+    t.throws(
+      () => resolveAcmeDirectory(bad),
+      new ConfigError([
+        `ACME_DIRECTORY must be \`production\`, \`staging\` or an https:// URL of an ACME directory, got \`${bad}\``,
+      ]),
+      JSON.stringify(bad),
+    )
   }
 })
 
-t.test('a CA that takes the connection and never answers: the order fails after the timeout instead of waiting forever', async (t) => {
-  const silent = createServer(() => {})
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-  const sockets: Socket[] = []
-  silent.on('connection', (s) => sockets.push(s))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    return new Promise((r) => silent.close(r))
-  })
-  const port = (silent.address() as AddressInfo).port
-  const root = t.testdir()
-  const order = obtainAcmeCertificate({ directoryUrl: `https://127.0.0.1:${port}/dir`, domains: ['sip.privatedial.test'], accountKeyFile: join(root, 'acme_account_key.pem'), httpPort: 0, requestRetries: 0, requestTimeoutMs: 300, logger: memoryLogger('acme') })
-  // Bounded here so that a regression fails in seconds rather than at tap's timeout.
-  const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still waiting for the CA after 10 s')), 10_000).unref())
-  await t.rejects(Promise.race([order, bound]), { message: new RegExp(`^obtaining a certificate for sip\\.privatedial\\.test from https://127\\.0\\.0\\.1:${port}/dir: cannot reach the CA: no answer within 0\\.3 s$`) })
-  t.ok(sockets.length >= 1, 'the CA was reached')
-})
+t.test(
+  'a CA that takes the connection and never answers: the order fails after the timeout instead of waiting forever',
+  async (t) => {
+    const silent = createServer(() => {})
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const sockets: Socket[] = []
+    silent.on('connection', (s) => sockets.push(s))
+    t.teardown(() => {
+      for (const s of sockets) s.destroy()
+      return new Promise((r) => silent.close(r))
+    })
+    const port = (silent.address() as AddressInfo).port
+    const root = t.testdir()
+    const order = obtainAcmeCertificate({
+      directoryUrl: `https://127.0.0.1:${port}/dir`,
+      domains: ['sip.privatedial.test'],
+      accountKeyFile: join(root, 'acme_account_key.pem'),
+      httpPort: 0,
+      requestRetries: 0,
+      requestTimeoutMs: 300,
+      logger: memoryLogger('acme'),
+    })
+    // Bounded here so that a regression fails in seconds rather than at tap's timeout.
+    const bound = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('still waiting for the CA after 10 s')), 10_000).unref(),
+    )
+    await t.rejects(Promise.race([order, bound]), {
+      message: new RegExp(
+        `^obtaining a certificate for sip\\.privatedial\\.test from https://127\\.0\\.0\\.1:${port}/dir: cannot reach the CA: no answer within 0\\.3 s$`,
+      ),
+    })
+    t.ok(sockets.length >= 1, 'the CA was reached')
+  },
+)
 
 const missing = pebbleMissing()
 
@@ -109,7 +139,11 @@ t.test('against pebble', { skip: missing }, async (t) => {
     t.same(describeCertificate(kc.cert).names.sort(), ['pbx.privatedial.test', 'sip.privatedial.test'])
     const log = logger.lines.join('\n')
     t.match(log, /HTTP-01 listener open port=\d+ address=127\.0\.0\.1/)
-    t.match(log, /HTTP-01 request method=GET path=\/\.well-known\/acme-challenge\/\S+ from=(127\.0\.0\.1|::ffff:127\.0\.0\.1) answered=true/, 'pebble fetched the answer')
+    t.match(
+      log,
+      /HTTP-01 request method=GET path=\/\.well-known\/acme-challenge\/\S+ from=(127\.0\.0\.1|::ffff:127\.0\.0\.1) answered=true/,
+      'pebble fetched the answer',
+    )
     t.match(log, /HTTP-01 listener closed/)
     t.match(pb.p.output(), /authz \S+ set VALID by completed challenge/)
     // Closed after the order: nothing listens on the port any more.
@@ -127,7 +161,9 @@ t.test('against pebble', { skip: missing }, async (t) => {
     t.teardown(() => new Promise<void>((resolve) => squatter.close(() => resolve())))
     const { opts } = acmeOptions(pb, 'client')
     await t.rejects(obtainAcmeCertificate(opts), {
-      message: new RegExp(`^obtaining a certificate for sip\\.privatedial\\.test from ${pb.p.directoryUrl.replace(/[.]/g, '\\.')}: listening for ACME HTTP-01 challenges on 127\\.0\\.0\\.1:${httpPort}: .*EADDRINUSE`),
+      message: new RegExp(
+        `^obtaining a certificate for sip\\.privatedial\\.test from ${pb.p.directoryUrl.replace(/[.]/g, '\\.')}: listening for ACME HTTP-01 challenges on 127\\.0\\.0\\.1:${httpPort}: .*EADDRINUSE`,
+      ),
     })
   })
 
@@ -136,23 +172,41 @@ t.test('against pebble', { skip: missing }, async (t) => {
     const pb = await pebble(t, { alwaysValid: true, eabKeys: { 'kid-privatedial': hmacKey } })
 
     const without = acmeOptions(pb, 'without')
-    await t.rejects(obtainAcmeCertificate(without.opts), { message: /: ACME server policy requires newAccount requests must include a value for the 'externalAccountBinding' field$/ }, 'refused without EAB')
+    await t.rejects(
+      obtainAcmeCertificate(without.opts),
+      {
+        message:
+          /: ACME server policy requires newAccount requests must include a value for the 'externalAccountBinding' field$/,
+      },
+      'refused without EAB',
+    )
 
-    const wrong = acmeOptions(pb, 'wrong', { eab: { kid: 'kid-privatedial', hmacKey: 'b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH' } })
-    await t.rejects(obtainAcmeCertificate(wrong.opts), { message: /: external account binding JWS verification error/ }, 'refused with the wrong HMAC key')
+    const wrong = acmeOptions(pb, 'wrong', {
+      eab: { kid: 'kid-privatedial', hmacKey: 'b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH' },
+    })
+    await t.rejects(
+      obtainAcmeCertificate(wrong.opts),
+      { message: /: external account binding JWS verification error/ },
+      'refused with the wrong HMAC key',
+    )
 
     const right = acmeOptions(pb, 'right', { eab: { kid: 'kid-privatedial', hmacKey } })
     const kc = await obtainAcmeCertificate(right.opts)
     t.same(describeCertificate(kc.cert).names, ['sip.privatedial.test'])
     t.match(right.logger.lines.join('\n'), /eab_kid=kid-privatedial/)
-    for (const l of [without, wrong, right]) t.notMatch(l.logger.lines.join('\n'), /zWNDZM6e|b10lLJs8/, 'the HMAC key is never logged')
+    for (const l of [without, wrong, right])
+      t.notMatch(l.logger.lines.join('\n'), /zWNDZM6e|b10lLJs8/, 'the HMAC key is never logged')
   })
 
   t.test('CA unreachable: the error says what and where, fast with no retries', async (t) => {
     const pb = await pebble(t, { alwaysValid: true })
     await pb.p.stop()
     const { opts } = acmeOptions(pb, 'client')
-    await t.rejects(obtainAcmeCertificate(opts), { message: new RegExp(`^obtaining a certificate for sip\\.privatedial\\.test from https://127\\.0\\.0\\.1:\\d+/dir: cannot reach the CA: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+$`) })
+    await t.rejects(obtainAcmeCertificate(opts), {
+      message: new RegExp(
+        `^obtaining a certificate for sip\\.privatedial\\.test from https://127\\.0\\.0\\.1:\\d+/dir: cannot reach the CA: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+$`,
+      ),
+    })
   })
 
   t.test("CA's TLS certificate not trusted without caCert", async (t) => {
@@ -165,7 +219,10 @@ t.test('against pebble', { skip: missing }, async (t) => {
     const pb = await pebble(t, { alwaysValid: true })
     const { opts } = acmeOptions(pb, 'client')
     await writeFile(opts.accountKeyFile, 'not a key\n', { mode: 0o600 })
-    await t.rejects(obtainAcmeCertificate(opts), { message: /^reading the ACME account key .*acme_account_key\.pem: expected a PEM private key, got something else; move it away to start a new account/ })
+    await t.rejects(obtainAcmeCertificate(opts), {
+      message:
+        /^reading the ACME account key .*acme_account_key\.pem: expected a PEM private key, got something else; move it away to start a new account/,
+    })
     t.equal(await readFile(opts.accountKeyFile, 'utf8'), 'not a key\n')
   })
 })

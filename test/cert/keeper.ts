@@ -5,7 +5,14 @@ import { ConfigError } from '../../src/base/errors.ts'
 import { memoryLogger } from '../../src/base/log.ts'
 import { describeCertificate } from '../../src/cert/info.ts'
 import { backoffDelay } from '../../src/cert/policy.ts'
-import { ACCOUNT_KEY_NAME, ensureCertificate, keepCertificateFresh, type CertOptions, type CertResult, type SetTimer } from '../../src/cert/keeper.ts'
+import {
+  ACCOUNT_KEY_NAME,
+  ensureCertificate,
+  keepCertificateFresh,
+  type CertOptions,
+  type CertResult,
+  type SetTimer,
+} from '../../src/cert/keeper.ts'
 import { pebbleMissing, startPebble, type Pebble } from '../helpers/pebble.ts'
 import { opensslPublicKeyOf, opensslView } from '../helpers/openssl.ts'
 
@@ -58,14 +65,46 @@ function certOptions(dir: string, extra: Partial<CertOptions> = {}) {
 t.test('bad options are configuration errors, before anything is written', async (t) => {
   const dir = t.testdir()
   const cases: Array<[string, Partial<CertOptions>, string]> = [
-    ['acme without a name', { mode: 'acme', hostname: undefined }, 'TLS_MODE=acme needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither'],
-    ['acme with only blank names', { mode: 'acme', hostname: '', domains: [' '] }, 'TLS_MODE=acme needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither'],
-    ['acme for an IP address', { mode: 'acme', domains: ['sip.example.com', '192.0.2.1'] }, 'ACME_DOMAINS must list DNS names (HTTP-01 orders no IP addresses), got `192.0.2.1`'],
-    ['acme with a hostile name', { mode: 'acme', domains: ['sip.example.com;reboot'] }, 'ACME_DOMAINS must be a DNS name or an IP address, got `sip.example.com;reboot`'],
-    ['traefik without acme.json', { mode: 'traefik' }, "TLS_MODE=traefik needs ACME_FILE, the path of Traefik's acme.json, got nothing"],
-    ['half an EAB', { mode: 'acme', acme: { eab: { kid: 'kid-1', hmacKey: '' } } }, 'ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ACME_EAB_KID'],
-    ['the other half', { mode: 'acme', acme: { eab: { kid: '', hmacKey: 'c2VjcmV0' } } }, 'ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ACME_EAB_HMAC_KEY'],
-    ['a directory that is no URL', { mode: 'acme', acme: { directory: 'letsencrypt' } }, 'ACME_DIRECTORY must be `production`, `staging` or an https:// URL of an ACME directory, got `letsencrypt`'],
+    [
+      'acme without a name',
+      { mode: 'acme', hostname: undefined },
+      'TLS_MODE=acme needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither',
+    ],
+    [
+      'acme with only blank names',
+      { mode: 'acme', hostname: '', domains: [' '] },
+      'TLS_MODE=acme needs ACME_DOMAINS or SIP_EXTERNAL_HOST, the name(s) the certificate is for; got neither',
+    ],
+    [
+      'acme for an IP address',
+      { mode: 'acme', domains: ['sip.example.com', '192.0.2.1'] },
+      'ACME_DOMAINS must list DNS names (HTTP-01 orders no IP addresses), got `192.0.2.1`',
+    ],
+    [
+      'acme with a hostile name',
+      { mode: 'acme', domains: ['sip.example.com;reboot'] },
+      'ACME_DOMAINS must be a DNS name or an IP address, got `sip.example.com;reboot`',
+    ],
+    [
+      'traefik without acme.json',
+      { mode: 'traefik' },
+      "TLS_MODE=traefik needs ACME_FILE, the path of Traefik's acme.json, got nothing",
+    ],
+    [
+      'half an EAB',
+      { mode: 'acme', acme: { eab: { kid: 'kid-1', hmacKey: '' } } },
+      'ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ACME_EAB_KID',
+    ],
+    [
+      'the other half',
+      { mode: 'acme', acme: { eab: { kid: '', hmacKey: 'c2VjcmV0' } } },
+      'ACME_EAB_KID and ACME_EAB_HMAC_KEY go together, got only ACME_EAB_HMAC_KEY',
+    ],
+    [
+      'a directory that is no URL',
+      { mode: 'acme', acme: { directory: 'letsencrypt' } },
+      'ACME_DIRECTORY must be `production`, `staging` or an https:// URL of an ACME directory, got `letsencrypt`',
+    ],
   ]
   for (const [name, extra, message] of cases) {
     const { opts, logger } = certOptions(dir, extra)
@@ -81,10 +120,14 @@ t.test('keeping a self-signed certificate fresh with injected timers', async (t)
   const timers = manualTimers()
   const changes: CertResult[] = []
   let failReload = true
-  const fresh = keepCertificateFresh(opts, (r) => {
-    changes.push(r)
-    if (failReload) throw new Error('asterisk -rx "module reload res_pjsip.so": Unable to connect to remote asterisk')
-  }, { after: first, setTimer: timers.setTimer })
+  const fresh = keepCertificateFresh(
+    opts,
+    (r) => {
+      changes.push(r)
+      if (failReload) throw new Error('asterisk -rx "module reload res_pjsip.so": Unable to connect to remote asterisk')
+    },
+    { after: first, setTimer: timers.setTimer },
+  )
   t.teardown(() => fresh.stop())
   t.same(timers.next(), first.nextCheck, 'first check when the start-up check said')
 
@@ -141,12 +184,19 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
     certOptions(dir, {
       mode: 'acme',
       domains: ['sip.privatedial.test'],
-      acme: { directory: p.directoryUrl, email: 'admin@privatedial.test', httpPort: p.httpPort, httpAddress: '127.0.0.1', caCert: p.caCert, requestRetries: 0 },
+      acme: {
+        directory: p.directoryUrl,
+        email: 'admin@privatedial.test',
+        httpPort: p.httpPort,
+        httpAddress: '127.0.0.1',
+        caCert: p.caCert,
+        requestRetries: 0,
+      },
     })
 
   t.test('first start: a self-signed stand-in at once, then the CA certificate', async (t) => {
     const { p, dir } = await pebbleFor(t)
-        const { opts, logger, clock } = acmeCertOptions(dir, p)
+    const { opts, logger, clock } = acmeCertOptions(dir, p)
     clock.now = new Date()
     const r = await ensureCertificate(opts)
     t.equal(r.changed, true)
@@ -154,8 +204,16 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
     t.match(r.issuer, /^Pebble Intermediate CA /)
     t.same(r.names, ['sip.privatedial.test'])
     const log = logger.lines.join('\n')
-    t.match(log, /creating a self-signed certificate reason="\S+cert\.pem does not exist"[^\n]*\n.*requesting a certificate from the CA reason="self-signed stand-in, no certificate from the CA yet" names=sip\.privatedial\.test/)
-    t.match(logger.lines.at(-1), new RegExp(`INFO  cert: certificate in use mode=acme issuer="Pebble Intermediate CA \\w+" names=sip\\.privatedial\\.test not_after=${r.notAfter.toISOString().replace(/\./g, '\\.')} next_check=\\S+ changed=true`))
+    t.match(
+      log,
+      /creating a self-signed certificate reason="\S+cert\.pem does not exist"[^\n]*\n.*requesting a certificate from the CA reason="self-signed stand-in, no certificate from the CA yet" names=sip\.privatedial\.test/,
+    )
+    t.match(
+      logger.lines.at(-1),
+      new RegExp(
+        `INFO  cert: certificate in use mode=acme issuer="Pebble Intermediate CA \\w+" names=sip\\.privatedial\\.test not_after=${r.notAfter.toISOString().replace(/\./g, '\\.')} next_check=\\S+ changed=true`,
+      ),
+    )
     t.equal((await stat(opts.keyFile)).mode & 0o777, 0o600)
     t.equal((await stat(join(dir, ACCOUNT_KEY_NAME))).mode & 0o777, 0o600, 'account key beside the certificate')
     const v = await opensslView(opts.certFile)
@@ -166,7 +224,7 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
 
   t.test('renewal not due, then due', async (t) => {
     const { p, dir } = await pebbleFor(t)
-        const { opts, logger, clock } = acmeCertOptions(dir, p)
+    const { opts, logger, clock } = acmeCertOptions(dir, p)
     clock.now = new Date()
     const issued = await ensureCertificate(opts)
     const info = describeCertificate(await readFile(opts.certFile))
@@ -184,7 +242,10 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
     const renewed = describeCertificate(await readFile(opts.certFile))
     t.not(renewed.serial, info.serial)
     t.match(renewed.issuer, /^Pebble Intermediate CA /)
-    t.match(logger.lines.join('\n'), /requesting a certificate from the CA reason="\d+d( \d+h)? left of \d+d( \d+h)?, inside the renewal window"/)
+    t.match(
+      logger.lines.join('\n'),
+      /requesting a certificate from the CA reason="\d+d( \d+h)? left of \d+d( \d+h)?, inside the renewal window"/,
+    )
     // pebble dates its certificates from the real clock, which this test left years behind.
     t.match(logger.lines.join('\n'), /the new certificate is already due for renewal; is the clock right\?/)
     t.ok(issued.nextCheck)
@@ -192,7 +253,7 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
 
   t.test('CA down then back: backoff, the old certificate kept, then renewed and applied', async (t) => {
     const { p, dir } = await pebbleFor(t)
-        const { opts, logger, clock } = acmeCertOptions(dir, p)
+    const { opts, logger, clock } = acmeCertOptions(dir, p)
     clock.now = new Date()
     const start = await ensureCertificate(opts)
     const old = await readFile(opts.certFile, 'utf8')
@@ -208,13 +269,23 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
     await timers.fire()
     t.equal(await readFile(opts.certFile, 'utf8'), old, 'old certificate kept')
     t.equal(await readFile(opts.keyFile, 'utf8'), oldKey, 'old key kept')
-    t.same(timers.next(), new Date(clock.now.getTime() + backoffDelay(1, () => 0.5)), 'retry after the first backoff step')
-    t.match(logger.lines.join('\n'), /ERROR cert: keeping the certificate in use mode=acme issuer="Pebble Intermediate CA \w+" .* failures=1 error="obtaining a certificate for sip\.privatedial\.test from https:\/\/127\.0\.0\.1:\d+\/dir: cannot reach the CA: connect ECONNREFUSED/)
+    t.same(
+      timers.next(),
+      new Date(clock.now.getTime() + backoffDelay(1, () => 0.5)),
+      'retry after the first backoff step',
+    )
+    t.match(
+      logger.lines.join('\n'),
+      /ERROR cert: keeping the certificate in use mode=acme issuer="Pebble Intermediate CA \w+" .* failures=1 error="obtaining a certificate for sip\.privatedial\.test from https:\/\/127\.0\.0\.1:\d+\/dir: cannot reach the CA: connect ECONNREFUSED/,
+    )
 
     clock.now = timers.next()!
     await timers.fire()
     t.same(timers.next(), new Date(clock.now.getTime() + backoffDelay(2, () => 0.5)), 'doubled')
-    t.equal(backoffDelay(2, () => 0.5), 2 * backoffDelay(1, () => 0.5))
+    t.equal(
+      backoffDelay(2, () => 0.5),
+      2 * backoffDelay(1, () => 0.5),
+    )
     t.equal(changes.length, 0)
     t.equal(await readFile(opts.certFile, 'utf8'), old)
 
@@ -252,7 +323,7 @@ t.test('ACME against pebble', { skip: missing }, async (t) => {
   t.test('first start with the CA down: the stand-in serves, the failure is reported', async (t) => {
     const { p, dir } = await pebbleFor(t)
     await p.stop()
-        const { opts, clock } = acmeCertOptions(dir, p)
+    const { opts, clock } = acmeCertOptions(dir, p)
     const r = await ensureCertificate(opts)
     t.equal(r.changed, true, 'Asterisk can start with TLS')
     t.equal(r.issuer, 'sip.privatedial.test', 'self-signed')

@@ -18,20 +18,39 @@ const HOUR = 3_600_000
 t.test('mode: given or inferred', async (t) => {
   const cases: Array<[string, Parameters<typeof chooseTlsMode>[0], string, string]> = [
     ['nothing set', {}, 'selfsigned', 'inferred: no ACME_EMAIL, ACME_DOMAINS or ACME_FILE'],
-    ['empty strings are unset', { mode: '', acmeEmail: ' ', acmeDomains: [''], acmeFile: '' }, 'selfsigned', 'inferred: no ACME_EMAIL, ACME_DOMAINS or ACME_FILE'],
+    [
+      'empty strings are unset',
+      { mode: '', acmeEmail: ' ', acmeDomains: [''], acmeFile: '' },
+      'selfsigned',
+      'inferred: no ACME_EMAIL, ACME_DOMAINS or ACME_FILE',
+    ],
     ['e-mail', { acmeEmail: 'me@example.com' }, 'acme', 'inferred: ACME_EMAIL is set'],
     ['domains as text', { acmeDomains: 'sip.example.com' }, 'acme', 'inferred: ACME_DOMAINS is set'],
     ['domains as list', { acmeDomains: ['sip.example.com'] }, 'acme', 'inferred: ACME_DOMAINS is set'],
     ['acme.json', { acmeFile: '/acme/acme.json' }, 'traefik', 'inferred: ACME_FILE is set'],
-    ['ACME settings win over ACME_FILE', { acmeEmail: 'me@example.com', acmeFile: '/acme/acme.json' }, 'acme', 'inferred: ACME_EMAIL is set'],
-    ['explicit beats inference', { mode: 'selfsigned', acmeEmail: 'me@example.com' }, 'selfsigned', 'TLS_MODE=selfsigned'],
+    [
+      'ACME settings win over ACME_FILE',
+      { acmeEmail: 'me@example.com', acmeFile: '/acme/acme.json' },
+      'acme',
+      'inferred: ACME_EMAIL is set',
+    ],
+    [
+      'explicit beats inference',
+      { mode: 'selfsigned', acmeEmail: 'me@example.com' },
+      'selfsigned',
+      'TLS_MODE=selfsigned',
+    ],
     ['explicit, any case and spaces', { mode: ' ACME ' }, 'acme', 'TLS_MODE=acme'],
     ['explicit traefik with file', { mode: 'traefik', acmeFile: '/a.json' }, 'traefik', 'TLS_MODE=traefik'],
   ]
   for (const [name, inputs, mode, reason] of cases) t.same(chooseTlsMode(inputs), { mode, reason }, name)
 
   for (const bad of ['letsencrypt', 'self-signed', 'acme;rm', 'ac\nme', '“acme”']) {
-    t.throws(() => chooseTlsMode({ mode: bad }), new ConfigError([`TLS_MODE must be one of selfsigned, acme, traefik, got \`${bad}\``]), JSON.stringify(bad))
+    t.throws(
+      () => chooseTlsMode({ mode: bad }),
+      new ConfigError([`TLS_MODE must be one of selfsigned, acme, traefik, got \`${bad}\``]),
+      JSON.stringify(bad),
+    )
   }
   t.throws(() => chooseTlsMode({ mode: 'traefik' }), /TLS_MODE=traefik needs ACME_FILE/)
 })
@@ -49,9 +68,28 @@ t.test('names: normalized or refused', async (t) => {
     ['a-b.c', 'a-b.c'],
   ]
   for (const [input, want] of good) t.equal(normalizeName(input), want, JSON.stringify(input))
-  const bad = ['', ' ', 'a b.com', 'x;y.com', 'sip.example.com=>x', 'line\nbreak.com', 'tab\tbed.com', 'nul\u0000.com', '-lead.com', 'trail-.com', '*.example.com', 'a..b', `${'a'.repeat(64)}.com`, '"quoted".com']
+  const bad = [
+    '',
+    ' ',
+    'a b.com',
+    'x;y.com',
+    'sip.example.com=>x',
+    'line\nbreak.com',
+    'tab\tbed.com',
+    'nul\u0000.com',
+    '-lead.com',
+    'trail-.com',
+    '*.example.com',
+    'a..b',
+    `${'a'.repeat(64)}.com`,
+    '"quoted".com',
+  ]
   for (const input of bad) {
-    t.throws(() => normalizeName(input, 'ACME_DOMAINS'), new ConfigError([`ACME_DOMAINS must be a DNS name or an IP address, got \`${input}\``]), JSON.stringify(input))
+    t.throws(
+      () => normalizeName(input, 'ACME_DOMAINS'),
+      new ConfigError([`ACME_DOMAINS must be a DNS name or an IP address, got \`${input}\``]),
+      JSON.stringify(input),
+    )
   }
 })
 
@@ -67,7 +105,9 @@ t.test('wildcards cover one label', async (t) => {
     ['sip.example.com', 'other.example.com', false],
   ]
   for (const [cert, host, want] of cases) t.equal(nameMatches(cert, host), want, `${cert} ~ ${host}`)
-  t.same(missingNames(['*.example.com', 'example.com'], ['example.com', 'sip.example.com', 'sip.example.org']), ['sip.example.org'])
+  t.same(missingNames(['*.example.com', 'example.com'], ['example.com', 'sip.example.com', 'sip.example.org']), [
+    'sip.example.org',
+  ])
   t.same(missingNames([], ['a.com']), ['a.com'])
 })
 
@@ -80,7 +120,11 @@ t.test('renewal: a third of the lifetime left, jitter after the window opens', a
   const fresh = renewalDecision(v, new Date(notBefore.getTime() + DAY), () => 0)
   t.equal(fresh.renew, false)
   t.same(fresh.renewAt, windowOpens)
-  t.same(fresh.nextCheck, new Date(notBefore.getTime() + DAY + DEFAULT_RENEWAL.checkEveryMs), 'far from the window: look again after checkEveryMs')
+  t.same(
+    fresh.nextCheck,
+    new Date(notBefore.getTime() + DAY + DEFAULT_RENEWAL.checkEveryMs),
+    'far from the window: look again after checkEveryMs',
+  )
   t.match(fresh.reason, /^89d left of 90d, renewal window opens 2030-03-02T00:00:00.000Z$/)
 
   const justBefore = new Date(windowOpens.getTime() - HOUR)
@@ -88,8 +132,16 @@ t.test('renewal: a third of the lifetime left, jitter after the window opens', a
   const jitterMax = Math.min(90 * DAY * DEFAULT_RENEWAL.jitterFraction, DEFAULT_RENEWAL.jitterMaxMs)
   t.equal(jitterMax, DAY, 'a fiftieth of 90 days is 1.8 days, capped at one')
   const rarely = { ...DEFAULT_RENEWAL, checkEveryMs: 30 * DAY }
-  t.same(renewalDecision(v, justBefore, () => 0.5, rarely).nextCheck, new Date(windowOpens.getTime() + jitterMax / 2), 'random 0.5: half the jitter after the window opens')
-  t.same(renewalDecision(v, justBefore, () => 0.5).nextCheck, new Date(justBefore.getTime() + DEFAULT_RENEWAL.checkEveryMs), 'the periodic check comes first when sooner')
+  t.same(
+    renewalDecision(v, justBefore, () => 0.5, rarely).nextCheck,
+    new Date(windowOpens.getTime() + jitterMax / 2),
+    'random 0.5: half the jitter after the window opens',
+  )
+  t.same(
+    renewalDecision(v, justBefore, () => 0.5).nextCheck,
+    new Date(justBefore.getTime() + DEFAULT_RENEWAL.checkEveryMs),
+    'the periodic check comes first when sooner',
+  )
 
   const inWindow = renewalDecision(v, windowOpens, () => 0.99)
   t.equal(inWindow.renew, true, 'the window is deterministic; jitter only moves the timer')
@@ -112,12 +164,31 @@ t.test('renewal: a third of the lifetime left, jitter after the window opens', a
 t.test('backoff: doubling from a minute, capped at six hours, upper-half jitter', async (t) => {
   const ceilings = [1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360].map((m) => m * 60_000)
   ceilings.forEach((ceiling, i) => {
-    t.equal(backoffDelay(i + 1, () => 0), ceiling / 2, `failure ${i + 1}, random 0`)
-    t.equal(backoffDelay(i + 1, () => 1), ceiling, `failure ${i + 1}, random 1`)
+    t.equal(
+      backoffDelay(i + 1, () => 0),
+      ceiling / 2,
+      `failure ${i + 1}, random 0`,
+    )
+    t.equal(
+      backoffDelay(i + 1, () => 1),
+      ceiling,
+      `failure ${i + 1}, random 1`,
+    )
   })
-  t.equal(backoffDelay(0, () => 1), 60_000, 'zero counts as the first failure')
-  t.equal(backoffDelay(10_000, () => 1), DEFAULT_BACKOFF.maxMs, 'huge counts stay at the cap')
-  t.equal(backoffDelay(3, () => 1, { firstMs: 10, maxMs: 25 }), 25)
+  t.equal(
+    backoffDelay(0, () => 1),
+    60_000,
+    'zero counts as the first failure',
+  )
+  t.equal(
+    backoffDelay(10_000, () => 1),
+    DEFAULT_BACKOFF.maxMs,
+    'huge counts stay at the cap',
+  )
+  t.equal(
+    backoffDelay(3, () => 1, { firstMs: 10, maxMs: 25 }),
+    25,
+  )
 })
 
 t.test('durations for the log', async (t) => {

@@ -60,7 +60,10 @@ t.test('created, reused while valid, renewed near expiry with the same key', asy
   t.equal((await stat(opts.keyFile)).mode & 0o777, 0o600, 'private key 0600')
   t.equal((await stat(opts.certFile)).mode & 0o777, 0o644)
   t.match(logger.lines.join('\n'), /creating a self-signed certificate reason=".*cert\.pem does not exist"/)
-  t.match(logger.lines.at(-1), /INFO  cert: certificate in use mode=selfsigned issuer=sip\.example\.com names=sip\.example\.com not_after=2032-04-30T12:00:00\.000Z next_check=2031-05-02T00:00:00\.000Z changed=true/)
+  t.match(
+    logger.lines.at(-1),
+    /INFO  cert: certificate in use mode=selfsigned issuer=sip\.example\.com names=sip\.example\.com not_after=2032-04-30T12:00:00\.000Z next_check=2031-05-02T00:00:00\.000Z changed=true/,
+  )
   const certBytes = await readFile(opts.certFile, 'utf8')
   const keyBytes = await readFile(opts.keyFile, 'utf8')
 
@@ -72,7 +75,10 @@ t.test('created, reused while valid, renewed near expiry with the same key', asy
   clock.now = new Date(T0.getTime() + 250 * DAY)
   const renewed = await ensureCertificate(opts)
   t.equal(renewed.changed, true, 'renewed: 115 days left is less than a third')
-  t.match(logger.lines.join('\n'), /renewing the self-signed certificate reason="115d left of 365d 1h, inside the renewal window"/)
+  t.match(
+    logger.lines.join('\n'),
+    /renewing the self-signed certificate reason="115d left of 365d 1h, inside the renewal window"/,
+  )
   t.not(await readFile(opts.certFile, 'utf8'), certBytes)
   t.equal(await readFile(opts.keyFile, 'utf8'), keyBytes, 'same key, so phones that pinned it keep trusting')
   t.same(renewed.notAfter, new Date(clock.now.getTime() + 365 * DAY))
@@ -107,7 +113,11 @@ t.test('no external name: the host name', async (t) => {
 t.test('hostile names are refused before anything is written', async (t) => {
   for (const bad of ['sip example.com', 'sip.example.com;rm -rf /', 'a"b', 'x\ny', '*.example.com']) {
     const dir = t.testdir()
-    await t.rejects(ensureCertificate(options(dir, { now: T0 }, { hostname: bad }).opts), new ConfigError([`SIP_EXTERNAL_HOST must be a DNS name or an IP address, got \`${bad}\``]), JSON.stringify(bad))
+    await t.rejects(
+      ensureCertificate(options(dir, { now: T0 }, { hostname: bad }).opts),
+      new ConfigError([`SIP_EXTERNAL_HOST must be a DNS name or an IP address, got \`${bad}\``]),
+      JSON.stringify(bad),
+    )
   }
 })
 
@@ -116,13 +126,30 @@ t.test('a certificate PrivateDial did not make is served, never replaced', async
   const clock = { now: T0 }
   const { opts, logger } = options(dir, clock)
   // Stand-in for a user's own certificate: valid, for another name, not ours.
-  await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', opts.keyFile, '-out', opts.certFile, '-days', '1', '-subj', '/CN=mine.example.net'])
+  await execa('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    opts.keyFile,
+    '-out',
+    opts.certFile,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=mine.example.net',
+  ])
   const before = await readFile(opts.certFile, 'utf8')
   clock.now = new Date(Date.now() + 30 * DAY)
   const r = await ensureCertificate(opts)
   t.equal(r.changed, false)
   t.equal(await readFile(opts.certFile, 'utf8'), before)
-  t.match(logger.lines.join('\n'), /WARN  cert: the provided certificate needs renewing, which PrivateDial does not do for certificates it did not make reason="expired/)
+  t.match(
+    logger.lines.join('\n'),
+    /WARN  cert: the provided certificate needs renewing, which PrivateDial does not do for certificates it did not make reason="expired/,
+  )
 })
 
 t.test('a key that does not belong to the certificate is replaced with a new pair', async (t) => {

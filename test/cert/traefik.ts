@@ -23,13 +23,23 @@ const v16 = (entries: Array<[string, string[], KeyAndCert]>) => ({
   DomainsCertificate: {
     Certs: entries.map(([main, sans, kc]) => ({
       Domains: { Main: main, SANs: sans },
-      Certificate: { Domain: main, CertURL: 'https://acme/cert/1', CertStableURL: '', PrivateKey: b64(kc.key), Certificate: b64(kc.cert) },
+      Certificate: {
+        Domain: main,
+        CertURL: 'https://acme/cert/1',
+        CertStableURL: '',
+        PrivateKey: b64(kc.key),
+        Certificate: b64(kc.cert),
+      },
     })),
   },
 })
 const v17 = (entries: Array<[string, string[] | null, KeyAndCert]>) => ({
   Account: { Email: 'admin@example.com' },
-  Certificates: entries.map(([main, sans, kc]) => ({ Domain: { Main: main, SANs: sans }, Certificate: b64(kc.cert), Key: b64(kc.key) })),
+  Certificates: entries.map(([main, sans, kc]) => ({
+    Domain: { Main: main, SANs: sans },
+    Certificate: b64(kc.cert),
+    Key: b64(kc.key),
+  })),
   HTTPChallenges: {},
 })
 const v2 = (resolvers: Record<string, Array<[string, string[] | undefined, KeyAndCert]>>) =>
@@ -38,25 +48,103 @@ const v2 = (resolvers: Record<string, Array<[string, string[] | undefined, KeyAn
       name,
       {
         Account: { Email: 'admin@example.com', Registration: {}, PrivateKey: 'xx', KeyType: '4096' },
-        Certificates: entries.map(([main, sans, kc]) => ({ domain: { main, ...(sans ? { sans } : {}) }, certificate: b64(kc.cert), key: b64(kc.key), Store: 'default' })),
+        Certificates: entries.map(([main, sans, kc]) => ({
+          domain: { main, ...(sans ? { sans } : {}) },
+          certificate: b64(kc.cert),
+          key: b64(kc.key),
+          Store: 'default',
+        })),
       },
     ]),
   )
 
 t.test('finding our certificate in every layout Traefik wrote', async (t) => {
   const fp = (kc: KeyAndCert) => describeCertificate(kc.cert).fingerprint
-  const cases: Array<{ name: string; doc: unknown; wanted: string[]; layout: string; want?: KeyAndCert; resolver?: string }> = [
-    { name: 'Traefik 1.0-1.6', doc: v16([['sip.example.com', [], sip]]), wanted: ['sip.example.com'], layout: 'v1', want: sip },
-    { name: 'Traefik 1.7', doc: v17([['other.example.net', null, wildcard], ['sip.example.com', null, sip]]), wanted: ['sip.example.com'], layout: 'v1', want: sip },
-    { name: 'Traefik 2+', doc: v2({ le: [['sip.example.com', undefined, sip]] }), wanted: ['sip.example.com'], layout: 'v2', want: sip, resolver: 'le' },
-    { name: 'wildcard in SANs', doc: v2({ dns: [['example.com', ['*.example.com'], wildcard]] }), wanted: ['pbx.example.com'], layout: 'v2', want: wildcard, resolver: 'dns' },
-    { name: 'wildcard as main, v1', doc: v16([['*.example.com', ['example.com'], wildcard]]), wanted: ['pbx.example.com', 'example.com'], layout: 'v1', want: wildcard },
-    { name: 'the longest-lasting of two', doc: v2({ a: [['sip.example.com', undefined, sip]], b: [['sip.example.com', undefined, later]] }), wanted: ['sip.example.com'], layout: 'v2', want: later, resolver: 'b' },
-    { name: 'every wanted name must be covered', doc: v2({ le: [['sip.example.com', undefined, sip]] }), wanted: ['sip.example.com', 'pbx.example.com'], layout: 'v2' },
-    { name: 'a wildcard covers one label only', doc: v2({ le: [['*.example.com', undefined, wildcard]] }), wanted: ['a.sip.example.com'], layout: 'v2' },
+  const cases: Array<{
+    name: string
+    doc: unknown
+    wanted: string[]
+    layout: string
+    want?: KeyAndCert
+    resolver?: string
+  }> = [
+    {
+      name: 'Traefik 1.0-1.6',
+      doc: v16([['sip.example.com', [], sip]]),
+      wanted: ['sip.example.com'],
+      layout: 'v1',
+      want: sip,
+    },
+    {
+      name: 'Traefik 1.7',
+      doc: v17([
+        ['other.example.net', null, wildcard],
+        ['sip.example.com', null, sip],
+      ]),
+      wanted: ['sip.example.com'],
+      layout: 'v1',
+      want: sip,
+    },
+    {
+      name: 'Traefik 2+',
+      doc: v2({ le: [['sip.example.com', undefined, sip]] }),
+      wanted: ['sip.example.com'],
+      layout: 'v2',
+      want: sip,
+      resolver: 'le',
+    },
+    {
+      name: 'wildcard in SANs',
+      doc: v2({ dns: [['example.com', ['*.example.com'], wildcard]] }),
+      wanted: ['pbx.example.com'],
+      layout: 'v2',
+      want: wildcard,
+      resolver: 'dns',
+    },
+    {
+      name: 'wildcard as main, v1',
+      doc: v16([['*.example.com', ['example.com'], wildcard]]),
+      wanted: ['pbx.example.com', 'example.com'],
+      layout: 'v1',
+      want: wildcard,
+    },
+    {
+      name: 'the longest-lasting of two',
+      doc: v2({ a: [['sip.example.com', undefined, sip]], b: [['sip.example.com', undefined, later]] }),
+      wanted: ['sip.example.com'],
+      layout: 'v2',
+      want: later,
+      resolver: 'b',
+    },
+    {
+      name: 'every wanted name must be covered',
+      doc: v2({ le: [['sip.example.com', undefined, sip]] }),
+      wanted: ['sip.example.com', 'pbx.example.com'],
+      layout: 'v2',
+    },
+    {
+      name: 'a wildcard covers one label only',
+      doc: v2({ le: [['*.example.com', undefined, wildcard]] }),
+      wanted: ['a.sip.example.com'],
+      layout: 'v2',
+    },
     { name: 'not there', doc: v17([['sip.example.com', null, sip]]), wanted: ['sip.example.org'], layout: 'v1' },
-    { name: 'field names in any case, as Go reads them', doc: { le: { certificates: [{ DOMAIN: { Main: 'sip.example.com' }, CERTIFICATE: b64(sip.cert), KEY: b64(sip.key) }] } }, wanted: ['sip.example.com'], layout: 'v2', want: sip, resolver: 'le' },
-    { name: 'Traefik started, nothing issued yet', doc: { le: { Account: null, Certificates: null } }, wanted: ['sip.example.com'], layout: 'v2' },
+    {
+      name: 'field names in any case, as Go reads them',
+      doc: {
+        le: { certificates: [{ DOMAIN: { Main: 'sip.example.com' }, CERTIFICATE: b64(sip.cert), KEY: b64(sip.key) }] },
+      },
+      wanted: ['sip.example.com'],
+      layout: 'v2',
+      want: sip,
+      resolver: 'le',
+    },
+    {
+      name: 'Traefik started, nothing issued yet',
+      doc: { le: { Account: null, Certificates: null } },
+      wanted: ['sip.example.com'],
+      layout: 'v2',
+    },
     { name: 'empty file written by hand', doc: {}, wanted: ['sip.example.com'], layout: 'empty' },
   ]
   for (const c of cases) {
@@ -72,24 +160,49 @@ t.test('finding our certificate in every layout Traefik wrote', async (t) => {
 })
 
 t.test('broken entries are reported and skipped', async (t) => {
-  const doc = v2({ le: [['sip.example.com', undefined, sip]] }) as Record<string, { Certificates: Array<Record<string, unknown>> }>
-  doc.le!.Certificates.unshift({ domain: { main: 'sip.example.com' }, certificate: b64('not a pem'), key: b64(sip.key) })
+  const doc = v2({ le: [['sip.example.com', undefined, sip]] }) as Record<
+    string,
+    { Certificates: Array<Record<string, unknown>> }
+  >
+  doc.le!.Certificates.unshift({
+    domain: { main: 'sip.example.com' },
+    certificate: b64('not a pem'),
+    key: b64(sip.key),
+  })
   doc.le!.Certificates.push({ domain: { main: 'sip.example.com' }, certificate: b64(sip.cert) })
-  doc.le!.Certificates.push({ domain: { main: 'sip.example.com', sans: ['x.example.com'] }, certificate: b64(later.cert), key: b64(wildcard.key) })
+  doc.le!.Certificates.push({
+    domain: { main: 'sip.example.com', sans: ['x.example.com'] },
+    certificate: b64(later.cert),
+    key: b64(wildcard.key),
+  })
   const r = findTraefikCertificate(doc, ['sip.example.com'])
-  t.equal(r.found?.info.fingerprint, describeCertificate(sip.cert).fingerprint, 'the one good entry, though another lasts longer')
+  t.equal(
+    r.found?.info.fingerprint,
+    describeCertificate(sip.cert).fingerprint,
+    'the one good entry, though another lasts longer',
+  )
   t.same(r.problems, [
     'le.Certificates[0] (sip.example.com): certificate is not base64 of a PEM block',
     'le.Certificates[2] (sip.example.com): key is not base64 of a PEM block',
     'le.Certificates[3] (sip.example.com, x.example.com): key does not belong to the certificate',
   ])
-  t.same(findTraefikCertificate(['not', 'an', 'object'], ['sip.example.com']), { layout: 'empty', problems: ['expected a JSON object at the top'] })
+  t.same(findTraefikCertificate(['not', 'an', 'object'], ['sip.example.com']), {
+    layout: 'empty',
+    problems: ['expected a JSON object at the top'],
+  })
 })
 
 t.test('reading the file: errors name it', async (t) => {
-  const dir = t.testdir({ 'bad.json': '{"le": {"Certificates": [', 'good.json': JSON.stringify(v17([['sip.example.com', null, sip]])) })
-  await t.rejects(readTraefikCertificate(join(dir, 'absent.json'), ['sip.example.com']), { message: /^reading Traefik's certificate store .*absent\.json: ENOENT/ })
-  await t.rejects(readTraefikCertificate(join(dir, 'bad.json'), ['sip.example.com']), { message: /^reading Traefik's certificate store .*bad\.json: .*JSON/ })
+  const dir = t.testdir({
+    'bad.json': '{"le": {"Certificates": [',
+    'good.json': JSON.stringify(v17([['sip.example.com', null, sip]])),
+  })
+  await t.rejects(readTraefikCertificate(join(dir, 'absent.json'), ['sip.example.com']), {
+    message: /^reading Traefik's certificate store .*absent\.json: ENOENT/,
+  })
+  await t.rejects(readTraefikCertificate(join(dir, 'bad.json'), ['sip.example.com']), {
+    message: /^reading Traefik's certificate store .*bad\.json: .*JSON/,
+  })
   t.ok((await readTraefikCertificate(join(dir, 'good.json'), ['sip.example.com'])).found)
 })
 
@@ -125,8 +238,15 @@ t.test('imported into cert_file / priv_key_file; nothing rewritten when unchange
   t.equal(await readFile(opts.keyFile, 'utf8'), sip.key)
   t.equal((await stat(opts.keyFile)).mode & 0o777, 0o600)
   t.equal((await opensslView(opts.certFile)).publicKey, await opensslPublicKeyOf(opts.keyFile))
-  t.match(logger.lines.join('\n'), /importing certificate from Traefik file=\S+acme\.json resolver=le issuer=sip\.example\.com names=sip\.example\.com not_after=2031-07-30T12:00:00\.000Z/)
-  t.same(r.nextCheck, new Date(T0.getTime() + 12 * 3_600_000), 'Traefik renews; we look twice a day and on every change')
+  t.match(
+    logger.lines.join('\n'),
+    /importing certificate from Traefik file=\S+acme\.json resolver=le issuer=sip\.example\.com names=sip\.example\.com not_after=2031-07-30T12:00:00\.000Z/,
+  )
+  t.same(
+    r.nextCheck,
+    new Date(T0.getTime() + 12 * 3_600_000),
+    'Traefik renews; we look twice a day and on every change',
+  )
 
   const again = await ensureCertificate(opts)
   t.equal(again.changed, false)
@@ -140,7 +260,10 @@ t.test('no certificate for us yet: a self-signed stand-in, and the reason', asyn
   t.equal(describeCertificate(await readFile(opts.certFile)).ours, true)
   t.match(r.error?.message, /acme\.json \(v2 layout\) holds no certificate for sip\.example\.com$/)
   t.same(r.nextCheck, new Date(T0.getTime() + 45_000), 'first retry: backoff, random 0.5 of one minute above half')
-  t.match(logger.lines.at(-1), /ERROR cert: keeping the certificate in use mode=traefik issuer=sip\.example\.com .* failures=1 error=/)
+  t.match(
+    logger.lines.at(-1),
+    /ERROR cert: keeping the certificate in use mode=traefik issuer=sip\.example\.com .* failures=1 error=/,
+  )
 })
 
 t.test('a change to acme.json is picked up and applied', async (t) => {
@@ -170,13 +293,23 @@ t.test('a change to acme.json is picked up and applied', async (t) => {
 
   // Same bytes again: seen, compared, nothing done.
   await replaceFile(opts.traefikFile!, v2({ le: [['sip.example.com', undefined, later]] }))
-  await waitFor('the rewrite to be noticed', () => logger.lines.some((l) => l.includes('watched file touched, content unchanged')))
+  await waitFor('the rewrite to be noticed', () =>
+    logger.lines.some((l) => l.includes('watched file touched, content unchanged')),
+  )
   t.equal(changes.length, 1)
 
   // Other content, same certificate for us (Traefik added another domain): read, nothing written.
   const checks = () => logger.lines.filter((l) => l.includes('certificate in use')).length
   const checksBefore = checks()
-  await replaceFile(opts.traefikFile!, v2({ le: [['sip.example.com', undefined, later], ['*.example.com', undefined, wildcard]] }))
+  await replaceFile(
+    opts.traefikFile!,
+    v2({
+      le: [
+        ['sip.example.com', undefined, later],
+        ['*.example.com', undefined, wildcard],
+      ],
+    }),
+  )
   await waitFor('the check after the third change', () => checks() === checksBefore + 1)
   t.equal(changes.length, 1)
   t.match(logger.lines.filter((l) => l.includes('certificate in use')).at(-1), /changed=false/)

@@ -22,29 +22,56 @@ function settingsOf(env: NodeJS.ProcessEnv) {
   return settings
 }
 
-const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
+const snapshot = (dir: string) =>
+  Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]))
 const doc = (dir: string, f: string) => parseConf(readFileSync(join(dir, f), 'utf8'), f)
 
 async function apply(dir: string, env: NodeJS.ProcessEnv, dryRun = false) {
   const log = memoryLogger('apply')
   const printed: string[] = []
-  const result = await applyToDir({ confDir: dir, settings: settingsOf(env), log, dryRun, print: (s) => printed.push(s) })
+  const result = await applyToDir({
+    confDir: dir,
+    settings: settingsOf(env),
+    log,
+    dryRun,
+    print: (s) => printed.push(s),
+  })
   return { result, log: log.lines, printed: printed.join('') }
 }
 
 /** What Asterisk's mailcmd runs, as argv: MiniVM hands it to /bin/sh, so /bin/sh splits it here too. */
 function mailArgv(dir: string): string[] {
   const cmd = getValues(doc(dir, 'minivm.conf'), 'general', 'mailcmd').at(-1) ?? ''
-  return execFileSync('/bin/sh', ['-c', `set -- ${cmd}; printf '%s\\0' "$@"`], { encoding: 'utf8' }).split('\0').slice(0, -1)
+  return execFileSync('/bin/sh', ['-c', `set -- ${cmd}; printf '%s\\0' "$@"`], { encoding: 'utf8' })
+    .split('\0')
+    .slice(0, -1)
 }
 const flag = (argv: string[], f: string) => (argv.includes(f) ? argv[argv.indexOf(f) + 1] : undefined)
 
 t.test('each variable changes what it owns in the shipped files', async (t) => {
   const cases: [NodeJS.ProcessEnv, string, string, string, string[]][] = [
     [{ SIP_DOMAIN: 'example.com' }, 'pjsip_transport.conf', 'udp', 'domain', ['example.com']],
-    [{ SIP_EXTERNAL_HOST: 'sip.example.com' }, 'pjsip_transport.conf', 'tls', 'external_signaling_address', ['sip.example.com']],
-    [{ SIP_EXTERNAL_HOST: 'sip.example.com' }, 'pjsip_transport.conf', 'udp', 'external_media_address', ['sip.example.com']],
-    [{ SIP_LOCAL_NET: '192.168.0.0/16 10.0.0.0/8' }, 'pjsip_transport.conf', 't_wan', 'local_net', ['192.168.0.0/16', '10.0.0.0/8']],
+    [
+      { SIP_EXTERNAL_HOST: 'sip.example.com' },
+      'pjsip_transport.conf',
+      'tls',
+      'external_signaling_address',
+      ['sip.example.com'],
+    ],
+    [
+      { SIP_EXTERNAL_HOST: 'sip.example.com' },
+      'pjsip_transport.conf',
+      'udp',
+      'external_media_address',
+      ['sip.example.com'],
+    ],
+    [
+      { SIP_LOCAL_NET: '192.168.0.0/16 10.0.0.0/8' },
+      'pjsip_transport.conf',
+      't_wan',
+      'local_net',
+      ['192.168.0.0/16', '10.0.0.0/8'],
+    ],
     [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'udp', 'bind', ['0.0.0.0:5560']],
     [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'tcp', 'bind', ['0.0.0.0:5560']],
     [{ SIP_TLS_PORT: '5561' }, 'pjsip_transport.conf', 'tls', 'bind', ['0.0.0.0:5561']],
@@ -61,7 +88,9 @@ t.test('each variable changes what it owns in the shipped files', async (t) => {
     const before = snapshot(dir)
     await apply(dir, env)
     const got = resolveValues([doc(dir, file)], section, key)
-    const label = `${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} -> ${file} [${section}] ${key}`
+    const label = `${Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')} -> ${file} [${section}] ${key}`
     t.same(key === 'local_net' ? got : got.slice(-1), want, label)
     const after = snapshot(dir)
     for (const f of Object.keys(before)) if (f !== file) t.equal(after[f], before[f], `${label}: ${f} untouched`)
@@ -70,7 +99,12 @@ t.test('each variable changes what it owns in the shipped files', async (t) => {
 
 t.test('SMTP variables set the minivm-send flags in mailcmd', async (t) => {
   const dir = confCopy()
-  await apply(dir, { SMTP_HOST: 'mx.example.com', SMTP_SECURITY: 'starttls', SMTP_USER: 'vm@example.com', SMTP_FROM: 'pbx@example.com' })
+  await apply(dir, {
+    SMTP_HOST: 'mx.example.com',
+    SMTP_SECURITY: 'starttls',
+    SMTP_USER: 'vm@example.com',
+    SMTP_FROM: 'pbx@example.com',
+  })
   const argv = mailArgv(dir)
   t.equal(argv[0], 'minivm-send')
   t.equal(flag(argv, '-H'), 'mx.example.com:587', 'port follows the security when SMTP_PORT is unset')
@@ -96,13 +130,20 @@ t.test('hostile values reach minivm-send as one argument each', async (t) => {
   const argv = mailArgv(dir)
   t.equal(flag(argv, '-u'), user)
   t.notOk(existsSync(marker), 'the shell ran nothing from the value')
-  t.same(getValues(parseConf(readFileSync(join(dir, 'minivm.conf'), 'utf8')), 'general', 'mailcmd').length, 1, 'still one mailcmd line')
+  t.same(
+    getValues(parseConf(readFileSync(join(dir, 'minivm.conf'), 'utf8')), 'general', 'mailcmd').length,
+    1,
+    'still one mailcmd line',
+  )
 })
 
 t.test('SMTP_PASSWORD removes a password from the file and is never printed', async (t) => {
   const dir = confCopy()
   const f = join(dir, 'minivm.conf')
-  const text = readFileSync(f, 'utf8').replace(/^mailcmd\s*=.*$/m, 'mailcmd = minivm-send -H mx.example.com:587 -P starttls -u username -p oldsecret -f john.doe@example.com')
+  const text = readFileSync(f, 'utf8').replace(
+    /^mailcmd\s*=.*$/m,
+    'mailcmd = minivm-send -H mx.example.com:587 -P starttls -u username -p oldsecret -f john.doe@example.com',
+  )
   writeFileSync(f, text)
   const dry = await apply(dir, { SMTP_PASSWORD: 'newsecret' }, true)
   t.match(dry.printed, /^--- a\/minivm\.conf/m, 'dry run prints a unified diff')
@@ -119,10 +160,14 @@ t.test('a mailcmd that is not minivm-send is replaced only when SMTP_* is set', 
   const f = join(dir, 'minivm.conf')
   writeFileSync(f, readFileSync(f, 'utf8').replace(/^mailcmd\s*=.*$/m, 'mailcmd = /usr/sbin/sendmail -t'))
   await apply(dir, { SIP_PORT: '5060' })
-  t.same(mailArgv(dir), ['/usr/sbin/sendmail', '-t'], 'unset SMTP_* keeps the user\'s mailer')
+  t.same(mailArgv(dir), ['/usr/sbin/sendmail', '-t'], "unset SMTP_* keeps the user's mailer")
   await apply(dir, { SMTP_HOST: 'mx.example.com' })
   t.same(mailArgv(dir).slice(0, 3), ['minivm-send', '-H', 'mx.example.com:587'])
-  t.equal(typeof editMailcmd('minivm-send -H x | tee /tmp/x', settingsOf({ SMTP_HOST: 'y.com' })), 'object', 'shell operators are refused, not mangled')
+  t.equal(
+    typeof editMailcmd('minivm-send -H x | tee /tmp/x', settingsOf({ SMTP_HOST: 'y.com' })),
+    'object',
+    'shell operators are refused, not mangled',
+  )
 })
 
 t.test('unset variables leave every file as the user wrote it', async (t) => {
@@ -136,13 +181,17 @@ t.test('unset variables leave every file as the user wrote it', async (t) => {
   t.match(log.join('\n'), /unchanged: no override variable is set/)
 })
 
-t.test('an edit keeps the user\'s comments, order and other keys', async (t) => {
+t.test("an edit keeps the user's comments, order and other keys", async (t) => {
   const dir = confCopy()
   const f = join(dir, 'pjsip_transport.conf')
   const original = readFileSync(f, 'utf8')
   const bind = getValues(parseConf(original), 't_wan', 'bind')[0]!
   await apply(dir, { SIP_PORT: '5999' })
-  t.equal(readFileSync(f, 'utf8'), original.replace(`bind = ${bind}`, `bind = ${withPort(bind, '5999')}`), 'only the bind line changed')
+  t.equal(
+    readFileSync(f, 'utf8'),
+    original.replace(`bind = ${bind}`, `bind = ${withPort(bind, '5999')}`),
+    'only the bind line changed',
+  )
 })
 
 t.test('a second run with the same env changes nothing and says so', async (t) => {
@@ -153,7 +202,11 @@ t.test('a second run with the same env changes nothing and says so', async (t) =
   const mtimes = readdirSync(dir).map((x) => statSync(join(dir, x)).mtimeMs)
   const { result, log } = await apply(dir, env)
   t.same(snapshot(dir), first, 'byte-identical')
-  t.same(readdirSync(dir).map((x) => statSync(join(dir, x)).mtimeMs), mtimes, 'no file rewritten')
+  t.same(
+    readdirSync(dir).map((x) => statSync(join(dir, x)).mtimeMs),
+    mtimes,
+    'no file rewritten',
+  )
   t.same(result.files, [])
   t.match(log.join('\n'), /unchanged/)
 })
@@ -164,7 +217,11 @@ t.test('mode and owner of a rewritten file are kept', async (t) => {
   chmodSync(f, 0o640)
   await apply(dir, { RTP_PORT_MIN: '10001' })
   t.equal(statSync(f).mode & 0o777, 0o640)
-  t.same(readdirSync(dir).filter((x) => x.includes('.tmp')), [], 'no temp file left')
+  t.same(
+    readdirSync(dir).filter((x) => x.includes('.tmp')),
+    [],
+    'no temp file left',
+  )
 })
 
 t.test('bad combinations exit with every problem and change no file', async (t) => {

@@ -2,7 +2,16 @@ import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfSyntaxError } from '../../src/base/errors.ts'
-import { directives, getValues, parseConf, printConf, resolveValues, sections, setValue, setValues } from '../../src/config/conf.ts'
+import {
+  directives,
+  getValues,
+  parseConf,
+  printConf,
+  resolveValues,
+  sections,
+  setValue,
+  setValues,
+} from '../../src/config/conf.ts'
 
 // Snippets as the spec (seed) shows them, plus the constructs users write.
 const seedEndpoint = `[itsp:mydoe](w_trunk)
@@ -104,21 +113,38 @@ t.test('reads what Asterisk reads', async (t) => {
   t.same(byName.multi!.templates, ['tpl', 'other'])
   t.equal(byName.plus!.extend, true)
   t.same(getValues(doc, 'crlf', 'a'), ['1'], 'CR is not part of the value')
-  t.same(directives(doc).map((d) => [d.kind, d.target, d.line]), [
-    ['include', 'extensions_local.conf', 4],
-    ['tryinclude', 'optional.conf', 5],
-    ['exec', '/bin/echo hello', 6],
-  ])
+  t.same(
+    directives(doc).map((d) => [d.kind, d.target, d.line]),
+    [
+      ['include', 'extensions_local.conf', 4],
+      ['tryinclude', 'optional.conf', 5],
+      ['exec', '/bin/echo hello', 6],
+    ],
+  )
 
   const dp = parseConf(seedDialplan)
   const lookup = sections(dp).find((s) => s.name === 'dp_lookup')!
-  t.same(lookup.entries.map((e) => [e.key, e.op]), [['exten', '=>'], ['exten', '=>']])
+  t.same(
+    lookup.entries.map((e) => [e.key, e.op]),
+    [
+      ['exten', '=>'],
+      ['exten', '=>'],
+    ],
+  )
   const call = sections(dp).find((s) => s.name === 'dp_call_inout')!
-  t.same(call.entries.map((e) => e.key), ['exten', 'same', 'same'], 'same => lines kept in order')
+  t.same(
+    call.entries.map((e) => e.key),
+    ['exten', 'same', 'same'],
+    'same => lines kept in order',
+  )
   t.equal(call.entries[1]!.value, 'n,Gosub(sub_dial_term,s,1(${HINT}))')
 
   const ep = parseConf(seedEndpoint)
-  t.same(getValues(ep, 'w_term:mydoe', 'endpoint/set_var'), ['TRUNK_ENDPOINT=itsp:mydoe', 'WEBSMS_INDEX='], 'repeated keys and = inside values')
+  t.same(
+    getValues(ep, 'w_term:mydoe', 'endpoint/set_var'),
+    ['TRUNK_ENDPOINT=itsp:mydoe', 'WEBSMS_INDEX='],
+    'repeated keys and = inside values',
+  )
   const tpl = sections(ep).find((s) => s.name === 'w_term:mydoe')!
   t.equal(tpl.isTemplate, true)
   t.same(tpl.templates, ['w_term_io'], '(!,tpl) is a template that inherits')
@@ -166,9 +192,17 @@ t.test('an edit touches only the line it targets', async (t) => {
 t.test('adding keys and sections', async (t) => {
   const doc = parseConf('[general]\nrtpstart=10000\n\n; next\n[other]\nx=1\n')
   setValue(doc, 'general', 'rtpend', '10099')
-  t.equal(printConf(doc), '[general]\nrtpstart=10000\nrtpend=10099\n\n; next\n[other]\nx=1\n', 'added after the last entry, in the file\'s spelling')
+  t.equal(
+    printConf(doc),
+    '[general]\nrtpstart=10000\nrtpend=10099\n\n; next\n[other]\nx=1\n',
+    "added after the last entry, in the file's spelling",
+  )
   setValue(doc, 'globals', 'CONTRY_CODE', '46')
-  t.equal(printConf(doc), '[general]\nrtpstart=10000\nrtpend=10099\n\n; next\n[other]\nx=1\n\n[globals]\nCONTRY_CODE = 46\n', 'missing section added at the end')
+  t.equal(
+    printConf(doc),
+    '[general]\nrtpstart=10000\nrtpend=10099\n\n; next\n[other]\nx=1\n\n[globals]\nCONTRY_CODE = 46\n',
+    'missing section added at the end',
+  )
   const bare = parseConf('[a]\nb = 1')
   setValue(bare, 'c', 'd', 'e')
   t.equal(printConf(bare), '[a]\nb = 1\n\n[c]\nd = e', 'no final newline stays so')
@@ -183,7 +217,10 @@ t.test('repeated keys', async (t) => {
   setValues(doc, 't', 'local_net', ['172.16.0.0/12'])
   t.equal(printConf(doc), '[t](!)\nlocal_net = 172.16.0.0/12\nbind = x\n', 'surplus occurrences removed')
   setValues(doc, 't', 'local_net', ['172.16.0.0/12', '10.0.0.0/8', '192.168.0.0/16'])
-  t.equal(printConf(doc), '[t](!)\nlocal_net = 172.16.0.0/12\nlocal_net = 10.0.0.0/8\nlocal_net = 192.168.0.0/16\nbind = x\n')
+  t.equal(
+    printConf(doc),
+    '[t](!)\nlocal_net = 172.16.0.0/12\nlocal_net = 10.0.0.0/8\nlocal_net = 192.168.0.0/16\nbind = x\n',
+  )
   t.same(getValues(doc, 't', 'local_net'), ['172.16.0.0/12', '10.0.0.0/8', '192.168.0.0/16'])
   t.equal(sections(doc)[0]!.entries.find((e) => e.key === 'bind')!.line, 5, 'line numbers follow the edit')
 })
@@ -209,7 +246,11 @@ endpoint/context = dp_entry_call_in
 `)
   const ep = parseConf(seedEndpoint.replace('[w_term:mydoe](!,w_term_io)', '[w_term:mydoe](!,w_term_i)'))
   t.same(resolveValues([wizard, ep], 'john.doe', 'endpoint/context'), ['dp_entry_call_inout', 'dp_entry_call_in'])
-  t.equal(resolveValues([wizard, ep], 'john.doe', 'endpoint/context').at(-1), 'dp_entry_call_in', 'nearest template wins')
+  t.equal(
+    resolveValues([wizard, ep], 'john.doe', 'endpoint/context').at(-1),
+    'dp_entry_call_in',
+    'nearest template wins',
+  )
   t.same(resolveValues([wizard, ep], 'john.doe', 'endpoint/set_var'), ['TRUNK_ENDPOINT=itsp:mydoe', 'WEBSMS_INDEX='])
   t.same(resolveValues([wizard, ep], 'john.doe', 'hint_exten'), ['+12025550160'])
   t.throws(() => resolveValues([parseConf('[a](b)\n[b](a)\n')], 'a', 'k'), /template cycle: a -> b -> a/)

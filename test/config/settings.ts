@@ -9,27 +9,92 @@ const read = (env: NodeJS.ProcessEnv) => readSettings(env, deps)
 
 // One accepted and one refused value for every variable, so none goes untested.
 const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
-  SIP_DOMAIN: { good: [['Example.COM', 'example.com'], ['pbx.example.com.', 'pbx.example.com.']], bad: ['exa mple.com', 'example.com;', '-bad.com', '1.2.3.4', 'a'.repeat(64) + '.com'] },
-  SIP_EXTERNAL_HOST: { good: [['sip.example.com', 'sip.example.com'], ['203.0.113.7', '203.0.113.7'], ['2001:db8::1', '2001:db8::1']], bad: ['sip.example.com:5060', 'http://x', 'a b', '999.1.1.1'] },
-  SIP_LOCAL_NET: { good: [['192.168.0.0/16', '192.168.0.0/16'], ['10.0.0.0/8, 172.16.0.0/12 fd00::/8', '10.0.0.0/8,172.16.0.0/12,fd00::/8'], ['192.168.1.5', '192.168.1.5']], bad: ['192.168.0.0/33', '10.0.0.0/8;rm -rf', 'lan', ' , '] },
-  SIP_PORT: { good: [['5060', '5060'], ['05560', '5560']], bad: ['0', '65536', '99999', '50 60', '5060/udp', '-1', 'sip'] },
+  SIP_DOMAIN: {
+    good: [
+      ['Example.COM', 'example.com'],
+      ['pbx.example.com.', 'pbx.example.com.'],
+    ],
+    bad: ['exa mple.com', 'example.com;', '-bad.com', '1.2.3.4', 'a'.repeat(64) + '.com'],
+  },
+  SIP_EXTERNAL_HOST: {
+    good: [
+      ['sip.example.com', 'sip.example.com'],
+      ['203.0.113.7', '203.0.113.7'],
+      ['2001:db8::1', '2001:db8::1'],
+    ],
+    bad: ['sip.example.com:5060', 'http://x', 'a b', '999.1.1.1'],
+  },
+  SIP_LOCAL_NET: {
+    good: [
+      ['192.168.0.0/16', '192.168.0.0/16'],
+      ['10.0.0.0/8, 172.16.0.0/12 fd00::/8', '10.0.0.0/8,172.16.0.0/12,fd00::/8'],
+      ['192.168.1.5', '192.168.1.5'],
+    ],
+    bad: ['192.168.0.0/33', '10.0.0.0/8;rm -rf', 'lan', ' , '],
+  },
+  SIP_PORT: {
+    good: [
+      ['5060', '5060'],
+      ['05560', '5560'],
+    ],
+    bad: ['0', '65536', '99999', '50 60', '5060/udp', '-1', 'sip'],
+  },
   SIP_TLS_PORT: { good: [['5061', '5061']], bad: ['70000', 'x'] },
   RTP_PORT_MIN: { good: [['10000', '10000']], bad: ['0', '1e4'] },
   RTP_PORT_MAX: { good: [['10099', '10099']], bad: ['65536', ''] },
-  COUNTRY_CODE: { good: [['46', '46'], ['1', '1'], ['358', '358']], bad: ['+46', '0046', '4646', '0', 'se'] },
+  COUNTRY_CODE: {
+    good: [
+      ['46', '46'],
+      ['1', '1'],
+      ['358', '358'],
+    ],
+    bad: ['+46', '0046', '4646', '0', 'se'],
+  },
   SMTP_HOST: { good: [['mx.example.com', 'mx.example.com']], bad: ['mx.example.com:587', 'mx example', "mx';reboot"] },
   SMTP_PORT: { good: [['587', '587']], bad: ['587a'] },
-  SMTP_SECURITY: { good: [['STARTTLS', 'starttls'], ['tls', 'tls'], ['none', 'none']], bad: ['ssl', 'smtps'] },
-  SMTP_USER: { good: [['john@example.com', 'john@example.com'], ["o'brien; \"x\" => y ☎", "o'brien; \"x\" => y ☎"]], bad: ['two\nlines', 'tab\there'] },
+  SMTP_SECURITY: {
+    good: [
+      ['STARTTLS', 'starttls'],
+      ['tls', 'tls'],
+      ['none', 'none'],
+    ],
+    bad: ['ssl', 'smtps'],
+  },
+  SMTP_USER: {
+    good: [
+      ['john@example.com', 'john@example.com'],
+      ['o\'brien; "x" => y ☎', 'o\'brien; "x" => y ☎'],
+    ],
+    bad: ['two\nlines', 'tab\there'],
+  },
   SMTP_PASSWORD: { good: [['p@ss; w0rd"\'`$(x)', 'p@ss; w0rd"\'`$(x)']], bad: ['new\nline'] },
-  SMTP_FROM: { good: [['pbx@example.com', 'pbx@example.com']], bad: ['pbx', 'a b@example.com', 'x@y;z.com', '<pbx@example.com>'] },
+  SMTP_FROM: {
+    good: [['pbx@example.com', 'pbx@example.com']],
+    bad: ['pbx', 'a b@example.com', 'x@y;z.com', '<pbx@example.com>'],
+  },
   MINIVM_SPOOL_DIR: { good: [['/srv/spool', '/srv/spool']], bad: ['spool'] },
   TLS_CERT_FILE: { good: [['/etc/ssl/asterisk/cert.pem', '/etc/ssl/asterisk/cert.pem']], bad: ['cert.pem', '/x\ny'] },
   TLS_KEY_FILE: { good: [['/k.pem', '/k.pem']], bad: ['./k.pem'] },
-  TLS_MODE: { good: [['ACME', 'acme'], ['selfsigned', 'selfsigned'], ['traefik', 'traefik']], bad: ['letsencrypt', 'self-signed'] },
-  ACME_DIRECTORY: { good: [['staging', 'staging'], ['https://acme.zerossl.com/v2/DV90', 'https://acme.zerossl.com/v2/DV90']], bad: ['http://insecure.example/dir', 'zerossl'] },
+  TLS_MODE: {
+    good: [
+      ['ACME', 'acme'],
+      ['selfsigned', 'selfsigned'],
+      ['traefik', 'traefik'],
+    ],
+    bad: ['letsencrypt', 'self-signed'],
+  },
+  ACME_DIRECTORY: {
+    good: [
+      ['staging', 'staging'],
+      ['https://acme.zerossl.com/v2/DV90', 'https://acme.zerossl.com/v2/DV90'],
+    ],
+    bad: ['http://insecure.example/dir', 'zerossl'],
+  },
   ACME_EMAIL: { good: [['admin@example.com', 'admin@example.com']], bad: ['admin'] },
-  ACME_DOMAINS: { good: [['sip.example.com, PBX.example.com', 'sip.example.com,pbx.example.com']], bad: ['sip.example.com;x', 'sip_example'] },
+  ACME_DOMAINS: {
+    good: [['sip.example.com, PBX.example.com', 'sip.example.com,pbx.example.com']],
+    bad: ['sip.example.com;x', 'sip_example'],
+  },
   ACME_HTTP_PORT: { good: [['8080', '8080']], bad: ['80x'] },
   ACME_EAB_KID: { good: [['kid-123', 'kid-123']], bad: ['a\nb'] },
   ACME_EAB_HMAC_KEY: { good: [['abc-_DEF123', 'abc-_DEF123']], bad: ['not base64!'] },
@@ -38,11 +103,44 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
   WEBSMS_PORT: { good: [['8080', '8080']], bad: ['http'] },
   WEBSMS_SPOOL_DIR: { good: [['/srv/websms', '/srv/websms']], bad: ['websms'] },
   ASTERISK_CONF_DIR: { good: [['/etc/asterisk', '/etc/asterisk']], bad: ['etc/asterisk'] },
-  ASTERISK_BIN: { good: [['/usr/sbin/asterisk', '/usr/sbin/asterisk'], ['asterisk', 'asterisk']], bad: ['ast risk'] },
-  LOG_LEVEL: { good: [['DEBUG', 'debug'], ['warn', 'warn']], bad: ['verbose', 'trace'] },
-  TZ: { good: [['Europe/Stockholm', 'Europe/Stockholm'], ['UTC', 'UTC'], ['Etc/GMT+5', 'Etc/GMT+5']], bad: ['../../etc/passwd', 'Europe/Stock holm', '/etc/localtime'] },
-  STOP_GRACE_SECONDS: { good: [['0', '0'], ['8', '8']], bad: ['-1', '3601', '1.5'] },
-  WATCH_FILES: { good: [['/etc/asterisk/extensions_local.conf, /etc/asterisk/minivm.conf', '/etc/asterisk/extensions_local.conf,/etc/asterisk/minivm.conf']], bad: ['extensions_local.conf'] },
+  ASTERISK_BIN: {
+    good: [
+      ['/usr/sbin/asterisk', '/usr/sbin/asterisk'],
+      ['asterisk', 'asterisk'],
+    ],
+    bad: ['ast risk'],
+  },
+  LOG_LEVEL: {
+    good: [
+      ['DEBUG', 'debug'],
+      ['warn', 'warn'],
+    ],
+    bad: ['verbose', 'trace'],
+  },
+  TZ: {
+    good: [
+      ['Europe/Stockholm', 'Europe/Stockholm'],
+      ['UTC', 'UTC'],
+      ['Etc/GMT+5', 'Etc/GMT+5'],
+    ],
+    bad: ['../../etc/passwd', 'Europe/Stock holm', '/etc/localtime'],
+  },
+  STOP_GRACE_SECONDS: {
+    good: [
+      ['0', '0'],
+      ['8', '8'],
+    ],
+    bad: ['-1', '3601', '1.5'],
+  },
+  WATCH_FILES: {
+    good: [
+      [
+        '/etc/asterisk/extensions_local.conf, /etc/asterisk/minivm.conf',
+        '/etc/asterisk/extensions_local.conf,/etc/asterisk/minivm.conf',
+      ],
+    ],
+    bad: ['extensions_local.conf'],
+  },
   ASTERISK_USER: { good: [['asterisk', 'asterisk']], bad: ['ast erisk', 'a;b'] },
 }
 
@@ -84,7 +182,7 @@ t.test('all problems are reported at once', async (t) => {
   t.equal(problems.length, 3)
 })
 
-t.test('the seed\'s spelling CONTRY_CODE still works', async (t) => {
+t.test("the seed's spelling CONTRY_CODE still works", async (t) => {
   const { settings, problems } = read({ CONTRY_CODE: '46' })
   t.same(problems, [])
   t.equal(settings.get('COUNTRY_CODE')?.value, '46')
@@ -101,7 +199,11 @@ t.test('secrets from NAME_FILE', async (t) => {
   writeFileSync(file, 's3cret; with "quotes"\n')
   const { settings, problems } = read({ SMTP_PASSWORD_FILE: file })
   t.same(problems, [])
-  t.equal(settings.get('SMTP_PASSWORD')?.value, 's3cret; with "quotes"', 'the trailing newline is not part of the secret')
+  t.equal(
+    settings.get('SMTP_PASSWORD')?.value,
+    's3cret; with "quotes"',
+    'the trailing newline is not part of the secret',
+  )
   t.equal(settings.get('SMTP_PASSWORD')?.source, 'SMTP_PASSWORD_FILE')
 
   const both = read({ SMTP_PASSWORD: 'x', SMTP_PASSWORD_FILE: file })

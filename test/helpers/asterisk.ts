@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os'
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { rx as remote, spawnAsterisk, waitFullyBooted, type AsteriskTarget, type Child } from '../../src/asterisk/process.ts'
+import {
+  rx as remote,
+  spawnAsterisk,
+  waitFullyBooted,
+  type AsteriskTarget,
+  type Child,
+} from '../../src/asterisk/process.ts'
 import { parseConf, printConf, setValue, type ConfDoc } from '../../src/config/conf.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
@@ -28,14 +34,22 @@ export interface AsteriskBinary {
 
 /** ASTERISK_BIN, or `asterisk` on PATH; a string is why there is none, for the skip message. */
 export function findAsterisk(env: NodeJS.ProcessEnv = process.env): AsteriskBinary | string {
-  const bin = env.ASTERISK_BIN || (env.PATH ?? '').split(delimiter).map((d) => join(d, 'asterisk')).find((p) => existsSync(p))
+  const bin =
+    env.ASTERISK_BIN ||
+    (env.PATH ?? '')
+      .split(delimiter)
+      .map((d) => join(d, 'asterisk'))
+      .find((p) => existsSync(p))
   if (!bin) return 'no Asterisk: set ASTERISK_BIN (scripts/asterisk-root.sh makes one) or put asterisk on PATH'
   if (!existsSync(bin)) return `no Asterisk: ASTERISK_BIN is ${bin}, which does not exist`
   const top = dirname(bin)
   const lib = join(top, 'usr/lib')
   const arch = existsSync(lib) ? readdirSync(lib).find((d) => existsSync(join(lib, d, 'asterisk/modules'))) : undefined
   if (arch === undefined) return { bin }
-  return { bin, root: { dir: top, moddir: join(lib, arch, 'asterisk/modules'), datadir: join(top, 'usr/share/asterisk') } }
+  return {
+    bin,
+    root: { dir: top, moddir: join(lib, arch, 'asterisk/modules'), datadir: join(top, 'usr/share/asterisk') },
+  }
 }
 
 const handedOut = new Set<number>()
@@ -166,14 +180,36 @@ export interface PreparedAsterisk {
 export async function prepareAsterisk(binary: AsteriskBinary, opts: AsteriskOptions = {}): Promise<PreparedAsterisk> {
   const dir = await mkdtemp(join(tmpdir(), 'pd-ast-'))
   const etc = join(dir, 'etc')
-  const paths = { lib: join(dir, 'lib'), spool: join(dir, 'spool'), run: join(dir, 'run'), log: join(dir, 'log'), cache: join(dir, 'cache') }
-  for (const p of [etc, join(dir, 'mail'), join(dir, 'ssl'), ...Object.values(paths)]) await mkdir(p, { recursive: true })
+  const paths = {
+    lib: join(dir, 'lib'),
+    spool: join(dir, 'spool'),
+    run: join(dir, 'run'),
+    log: join(dir, 'log'),
+    cache: join(dir, 'cache'),
+  }
+  for (const p of [etc, join(dir, 'mail'), join(dir, 'ssl'), ...Object.values(paths)])
+    await mkdir(p, { recursive: true })
   for (const f of await readdir(SHIPPED_CONFIG)) await writeFile(join(etc, f), await readFile(join(SHIPPED_CONFIG, f)))
   if (opts.endpoints !== undefined) await writeFile(join(etc, 'pjsip_endpoint.conf'), opts.endpoints)
   await writeFile(join(dir, 'save-mail'), SAVE_MAIL)
   await chmod(join(dir, 'save-mail'), 0o755)
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-keyout', join(dir, 'ssl/priv_key.pem'), '-out', join(dir, 'ssl/cert.pem')])
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-keyout',
+    join(dir, 'ssl/priv_key.pem'),
+    '-out',
+    join(dir, 'ssl/cert.pem'),
+  ])
 
   const [sipPort, tlsPort] = [await freePort(), await freePort()]
   await editConf(etc, 'asterisk.conf', (doc) => {
@@ -202,7 +238,8 @@ export async function prepareAsterisk(binary: AsteriskBinary, opts: AsteriskOpti
   })
   await editConf(etc, 'minivm.conf', (doc) => setValue(doc, 'general', 'mailcmd', join(dir, 'save-mail')))
   for (const [file, edit] of Object.entries(opts.edit ?? {})) await editConf(etc, file, edit)
-  for (const [file, text] of Object.entries(opts.append ?? {})) await writeFile(join(etc, file), `${await readFile(join(etc, file), 'utf8')}\n${text}`)
+  for (const [file, text] of Object.entries(opts.append ?? {}))
+    await writeFile(join(etc, file), `${await readFile(join(etc, file), 'utf8')}\n${text}`)
 
   return {
     dir,
@@ -270,7 +307,10 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
           if (m) finish(() => done(m))
           else if (exited) finish(() => fail(new Error(`Asterisk exited before logging ${pattern}`)))
         }
-        const timer = setTimeout(() => finish(() => fail(new Error(`Asterisk did not log ${pattern} within ${timeoutMs} ms`))), timeoutMs)
+        const timer = setTimeout(
+          () => finish(() => fail(new Error(`Asterisk did not log ${pattern} within ${timeoutMs} ms`))),
+          timeoutMs,
+        )
         const finish = (settle: () => void) => {
           clearTimeout(timer)
           listeners.delete(check)
@@ -280,7 +320,11 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
         check()
       }),
     waitForMail: async (pattern, timeoutMs = 60_000) => {
-      for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      for (
+        const deadline = Date.now() + timeoutMs;
+        Date.now() < deadline;
+        await new Promise((r) => setTimeout(r, 100))
+      ) {
         for (const f of (await readdir(join(dir, 'mail'))).filter((f) => f.endsWith('.eml'))) {
           const mail = await readFile(join(dir, 'mail', f), 'utf8')
           if (pattern.test(mail)) return mail
@@ -306,9 +350,14 @@ export interface TestPbx extends Asterisk {
  * WebSMS endpoint at its own port. Everything runs on 127.0.0.1, so the trunk and the WebSMS
  * service are told apart from phones by source port.
  */
-async function testPbxOptions(opts: AsteriskOptions): Promise<{ options: AsteriskOptions; trunkPort: number; websmsPort: number }> {
+async function testPbxOptions(
+  opts: AsteriskOptions,
+): Promise<{ options: AsteriskOptions; trunkPort: number; websmsPort: number }> {
   const [trunkPort, websmsPort] = [await freePort(), await freePort()]
-  const endpoints = parseConf(await readFile(join(SCENARIO_FIXTURES, 'pjsip_endpoint.conf'), 'utf8'), 'pjsip_endpoint.conf')
+  const endpoints = parseConf(
+    await readFile(join(SCENARIO_FIXTURES, 'pjsip_endpoint.conf'), 'utf8'),
+    'pjsip_endpoint.conf',
+  )
   setValue(endpoints, 'itsp:test', 'remote_hosts', `127.0.0.1:${trunkPort}`)
   const options = {
     ...opts,
@@ -325,7 +374,10 @@ export async function startTestPbx(binary: AsteriskBinary, opts: AsteriskOptions
 }
 
 /** The test PBX's config, for `privatedial run` to start Asterisk on. */
-export async function prepareTestPbx(binary: AsteriskBinary, opts: AsteriskOptions = {}): Promise<PreparedAsterisk & { trunkPort: number; websmsPort: number }> {
+export async function prepareTestPbx(
+  binary: AsteriskBinary,
+  opts: AsteriskOptions = {},
+): Promise<PreparedAsterisk & { trunkPort: number; websmsPort: number }> {
   const { options, trunkPort, websmsPort } = await testPbxOptions(opts)
   return { ...(await prepareAsterisk(binary, options)), trunkPort, websmsPort }
 }

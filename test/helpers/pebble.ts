@@ -40,9 +40,23 @@ async function pebbleTls(dir: string) {
   const cert = join(dir, 'listener-cert.pem')
   const key = join(dir, 'listener-key.pem')
   await execa('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=pebble test listener',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=pebble test listener',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
   ])
   return { cert, key, pem: await readFile(cert, 'utf8') }
 }
@@ -99,29 +113,49 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
   const [acmePort, mgmtPort, dnsPort, dnsMgmtPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()])
   const httpPort = opts.httpPort ?? (await freePort())
   const config = join(dir, 'pebble-config.json')
-  await writeFile(config, JSON.stringify({
-    pebble: {
-      listenAddress: `127.0.0.1:${acmePort}`,
-      managementListenAddress: `127.0.0.1:${mgmtPort}`,
-      certificate: tls.cert,
-      privateKey: tls.key,
-      httpPort,
-      tlsPort: await freePort(),
-      ocspResponderURL: '',
-      externalAccountBindingRequired: opts.eabKeys !== undefined,
-      ...(opts.eabKeys ? { externalAccountMACKeys: opts.eabKeys } : {}),
-    },
-  }))
+  await writeFile(
+    config,
+    JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${acmePort}`,
+        managementListenAddress: `127.0.0.1:${mgmtPort}`,
+        certificate: tls.cert,
+        privateKey: tls.key,
+        httpPort,
+        tlsPort: await freePort(),
+        ocspResponderURL: '',
+        externalAccountBindingRequired: opts.eabKeys !== undefined,
+        ...(opts.eabKeys ? { externalAccountMACKeys: opts.eabKeys } : {}),
+      },
+    }),
+  )
   const output: string[] = []
   let procs: ResultPromise[] = []
 
   const start = async () => {
     // Every challenge goes through the VA: authorizations are never reused between orders.
-    const env = { PEBBLE_VA_NOSLEEP: '1', PEBBLE_AUTHZREUSE: '0', ...(opts.alwaysValid ? { PEBBLE_VA_ALWAYS_VALID: '1' } : {}) }
-    const spawn = (cmd: string, args: string[]) => execa(cmd, args, { env, cwd: dir, buffer: false, reject: true, stdin: 'ignore' })
+    const env = {
+      PEBBLE_VA_NOSLEEP: '1',
+      PEBBLE_AUTHZREUSE: '0',
+      ...(opts.alwaysValid ? { PEBBLE_VA_ALWAYS_VALID: '1' } : {}),
+    }
+    const spawn = (cmd: string, args: string[]) =>
+      execa(cmd, args, { env, cwd: dir, buffer: false, reject: true, stdin: 'ignore' })
     const dns = spawn('pebble-challtestsrv', [
-      '-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '',
-      '-management', `127.0.0.1:${dnsMgmtPort}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', '',
+      '-dns01',
+      `127.0.0.1:${dnsPort}`,
+      '-http01',
+      '',
+      '-https01',
+      '',
+      '-tlsalpn01',
+      '',
+      '-management',
+      `127.0.0.1:${dnsMgmtPort}`,
+      '-defaultIPv4',
+      '127.0.0.1',
+      '-defaultIPv6',
+      '',
     ])
     const ca = spawn('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dnsPort}`, '-strict=false'])
     procs = [dns, ca]

@@ -7,13 +7,26 @@ import { tmpdir } from 'node:os'
 import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { bindable, findAsterisk, freePort, USERS, type AsteriskBinary, type TestPbx, type UserName } from './asterisk.ts'
+import {
+  bindable,
+  findAsterisk,
+  freePort,
+  USERS,
+  type AsteriskBinary,
+  type TestPbx,
+  type UserName,
+} from './asterisk.ts'
 
 export const SCENARIOS = resolve(dirname(fileURLToPath(import.meta.url)), '../fixtures/sipp')
 
 /** SIPP_BIN, or sipp on PATH; a string is why there is none, for the skip message. */
 export function findSipp(env: NodeJS.ProcessEnv = process.env): { bin: string } | string {
-  const bin = env.SIPP_BIN || (env.PATH ?? '').split(delimiter).map((d) => join(d, 'sipp')).find((p) => existsSync(p))
+  const bin =
+    env.SIPP_BIN ||
+    (env.PATH ?? '')
+      .split(delimiter)
+      .map((d) => join(d, 'sipp'))
+      .find((p) => existsSync(p))
   return bin ? { bin } : 'no sipp: install sipp (Debian: sip-tester) or set SIPP_BIN'
 }
 
@@ -134,15 +147,30 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   }
   const args = [
     opts.target,
-    '-sf', scenario,
-    '-i', '127.0.0.1', '-p', String(opts.port),
-    '-mi', '127.0.0.1', '-mp', String(mediaPort),
-    '-t', opts.transport === 'tcp' ? 't1' : 'u1',
-    '-m', String(opts.calls ?? 1),
-    '-timeout', '90s', '-timeout_error',
+    '-sf',
+    scenario,
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(opts.port),
+    '-mi',
+    '127.0.0.1',
+    '-mp',
+    String(mediaPort),
+    '-t',
+    opts.transport === 'tcp' ? 't1' : 'u1',
+    '-m',
+    String(opts.calls ?? 1),
+    '-timeout',
+    '90s',
+    '-timeout_error',
     '-nostdin',
-    '-trace_msg', '-message_file', join(dir, 'messages.log'),
-    '-trace_err', '-error_file', join(dir, 'errors.log'),
+    '-trace_msg',
+    '-message_file',
+    join(dir, 'messages.log'),
+    '-trace_err',
+    '-error_file',
+    join(dir, 'errors.log'),
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
   ]
@@ -162,7 +190,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   // Listening: its port is taken. A sipp that exits first (bad scenario, port in use) ends the wait.
   let gone = false
   void exited.then(() => (gone = true))
-  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp')); ) {
+  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp'));) {
     if (Date.now() > deadline) throw new Error(`sipp ${opts.scenario} did not listen on ${opts.port} within 10 s`)
     await new Promise((r) => setTimeout(r, 20))
   }
@@ -216,10 +244,21 @@ export interface Driver {
 export function driver(bin: string, pbx: TestPbx): Driver {
   const run = (opts: RunOptions) => runSipp(bin, { ...opts, target: pbx.target })
   const auth = (user: UserName) => ({ user, password: USERS[user].password })
-  const send = async (scenario: string, from: UserName | 'trunk', keys: Record<string, string>, opts: Partial<RunOptions>) =>
+  const send = async (
+    scenario: string,
+    from: UserName | 'trunk',
+    keys: Record<string, string>,
+    opts: Partial<RunOptions>,
+  ) =>
     from === 'trunk'
       ? run({ scenario, port: pbx.trunkPort, ...opts, keys: { from: TRUNK_CALLER, ...keys, ...opts.keys } })
-      : run({ scenario, port: opts.port ?? (await freePort()), auth: auth(from), ...opts, keys: { from, ...keys, ...opts.keys } })
+      : run({
+          scenario,
+          port: opts.port ?? (await freePort()),
+          auth: auth(from),
+          ...opts,
+          keys: { from, ...keys, ...opts.keys },
+        })
   return {
     run,
     start: (opts) => startSipp(bin, { ...opts, target: pbx.target }),
@@ -311,7 +350,9 @@ function alaw(sample: number): number {
 export function tone(seconds: number): RtpPacket[] {
   return Array.from({ length: Math.round(seconds * 50) }, (_, i) => ({
     payloadType: 8,
-    payload: Uint8Array.from({ length: 160 }, (_, j) => alaw(Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 160 + j)) / 8000)))),
+    payload: Uint8Array.from({ length: 160 }, (_, j) =>
+      alaw(Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 160 + j)) / 8000))),
+    ),
   }))
 }
 
@@ -325,10 +366,20 @@ export function dtmf(key: string): RtpPacket[] {
     step: first ? 160 : 0,
     payload: Uint8Array.of(event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff),
   })
-  return [packet(160, false, true), packet(320, false, false), packet(480, false, false), packet(800, true, false), packet(800, true, false), packet(800, true, false)]
+  return [
+    packet(160, false, true),
+    packet(320, false, false),
+    packet(480, false, false),
+    packet(800, true, false),
+    packet(800, true, false),
+    packet(800, true, false),
+  ]
 }
 
 /** Silence, sent as a phone sends it: a packet every 20 ms. */
 export function silence(seconds: number): RtpPacket[] {
-  return Array.from({ length: Math.round(seconds * 50) }, () => ({ payloadType: 8, payload: new Uint8Array(160).fill(0xd5) }))
+  return Array.from({ length: Math.round(seconds * 50) }, () => ({
+    payloadType: 8,
+    payload: new Uint8Array(160).fill(0xd5),
+  }))
 }

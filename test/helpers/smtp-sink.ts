@@ -53,7 +53,8 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
     closeTimeout: 1000,
     onAuth(auth, _session, cb) {
       logins.push({ user: auth.username ?? '', password: auth.password ?? '' })
-      if (users && auth.username !== undefined && users[auth.username] === auth.password) cb(null, { user: auth.username })
+      if (users && auth.username !== undefined && users[auth.username] === auth.password)
+        cb(null, { user: auth.username })
       else cb(reply(535, '5.7.8 Authentication credentials invalid'))
     },
     onRcptTo(_address, _session, cb) {
@@ -96,8 +97,21 @@ export async function selfSignedCert(dir: string): Promise<{ key: Buffer; cert: 
   const keyFile = join(dir, 'smtp-key.pem')
   const certFile = join(dir, 'smtp-cert.pem')
   await execa('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', keyFile, '-out', certFile,
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
   ])
   return { key: await readFile(keyFile), cert: await readFile(certFile), certFile }
 }

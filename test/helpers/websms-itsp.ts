@@ -35,10 +35,17 @@ export async function startItsp(): Promise<ItspStandIn> {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      posted.push({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') })
+      posted.push({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      })
       const status = answers.shift() ?? 200
       res.writeHead(status, { 'content-type': 'application/json' })
-      res.end(status < 300 ? '{"id":"s1","status":"created"}' : `{"errors":[{"title":"status ${status} from the stand-in"}]}`)
+      res.end(
+        status < 300 ? '{"id":"s1","status":"created"}' : `{"errors":[{"title":"status ${status} from the stand-in"}]}`,
+      )
       for (const w of waiters) w()
     })
   })
@@ -50,7 +57,10 @@ export async function startItsp(): Promise<ItspStandIn> {
     answers,
     waitFor: (n, timeoutMs = 30_000) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the ITSP stand-in got ${posted.length} post(s), not ${n}, within ${timeoutMs} ms`)), timeoutMs)
+        const timer = setTimeout(
+          () => reject(new Error(`the ITSP stand-in got ${posted.length} post(s), not ${n}, within ${timeoutMs} ms`)),
+          timeoutMs,
+        )
         const check = () => {
           if (posted.length < n) return
           clearTimeout(timer)
@@ -99,7 +109,11 @@ export function signingKey(): SigningKey {
 }
 
 /** Telnyx's headers for a body, signed at `at` (Unix seconds). */
-export function telnyxHeaders(key: SigningKey, body: string, at = Math.floor(Date.now() / 1000)): Record<string, string> {
+export function telnyxHeaders(
+  key: SigningKey,
+  body: string,
+  at = Math.floor(Date.now() / 1000),
+): Record<string, string> {
   const signature = sign(null, Buffer.from(`${at}|${body}`), key.privateKey).toString('base64')
   return { 'content-type': 'application/json', 'telnyx-signature-ed25519': signature, 'telnyx-timestamp': String(at) }
 }

@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url'
 import { execa } from 'execa'
 import { ConfigError, UsageError } from '../../src/base/errors.ts'
 import { memoryLogger } from '../../src/base/log.ts'
-import { flushSpool, parseArgs, parseMessage, run, spoolMessage, type Env, type SmtpSettings } from '../../src/mail/minivm-send.ts'
+import {
+  flushSpool,
+  parseArgs,
+  parseMessage,
+  run,
+  spoolMessage,
+  type Env,
+  type SmtpSettings,
+} from '../../src/mail/minivm-send.ts'
 import { selfSignedCert, startSmtpSink, type Received } from '../helpers/smtp-sink.ts'
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/minivm-send.js')
@@ -27,13 +35,17 @@ async function cli(args: string[], opts: { spool: string; input?: string | Buffe
   const stderr: string[] = []
   let stdout = ''
   const log = memoryLogger('minivm-send')
-  const code = await run(args, { MINIVM_SPOOL_DIR: opts.spool, ...opts.env }, {
-    stdin: Readable.from([Buffer.from(opts.input ?? '')]),
-    stdout: (text) => (stdout += text),
-    stderr: (line) => stderr.push(line),
-    now: () => new Date(),
-    log,
-  })
+  const code = await run(
+    args,
+    { MINIVM_SPOOL_DIR: opts.spool, ...opts.env },
+    {
+      stdin: Readable.from([Buffer.from(opts.input ?? '')]),
+      stdout: (text) => (stdout += text),
+      stderr: (line) => stderr.push(line),
+      now: () => new Date(),
+      log,
+    },
+  )
   return { code, stderr, stdout, log: log.lines }
 }
 
@@ -83,8 +95,16 @@ t.test('parseArgs: defaults follow -P', async (t) => {
     t.match(inv.smtp, want, args.join(' '))
   }
   const inv = parseArgs(['-H', 'mx', '--flush'], {})
-  t.match(inv, { mode: 'flush', spoolDir: '/var/spool/asterisk/minivm-outbox', logLevel: 'info', smtp: { timeoutMs: 30000, insecure: false } })
-  t.match(parseArgs(['-H', 'mx'], { MINIVM_SPOOL_DIR: '/tmp/q', LOG_LEVEL: 'debug' }), { spoolDir: '/tmp/q', logLevel: 'debug' })
+  t.match(inv, {
+    mode: 'flush',
+    spoolDir: '/var/spool/asterisk/minivm-outbox',
+    logLevel: 'info',
+    smtp: { timeoutMs: 30000, insecure: false },
+  })
+  t.match(parseArgs(['-H', 'mx'], { MINIVM_SPOOL_DIR: '/tmp/q', LOG_LEVEL: 'debug' }), {
+    spoolDir: '/tmp/q',
+    logLevel: 'debug',
+  })
   t.same(parseArgs(['--help'], {}), { mode: 'help' })
 })
 
@@ -94,9 +114,18 @@ t.test('parseArgs: password sources', async (t) => {
     return inv.mode === 'help' ? [] : inv.smtp.passwords
   }
   t.same(passwords(['-u', 'u'], { SMTP_PASSWORD: 's3cret' }), [{ from: 'SMTP_PASSWORD', value: 's3cret' }])
-  t.same(passwords(['-u', 'u'], { SMTP_PASSWORD_FILE: '/run/secrets/pw' }), [{ from: 'SMTP_PASSWORD_FILE', file: '/run/secrets/pw' }])
+  t.same(passwords(['-u', 'u'], { SMTP_PASSWORD_FILE: '/run/secrets/pw' }), [
+    { from: 'SMTP_PASSWORD_FILE', file: '/run/secrets/pw' },
+  ])
   t.same(passwords([], { SMTP_PASSWORD: 's3cret' }), [], 'the environment only counts with -u')
-  t.same(passwords(['-u', 'u', '-p', 'x'], { SMTP_PASSWORD_FILE: '/f' }), [{ from: '-p', value: 'x' }, { from: 'SMTP_PASSWORD_FILE', file: '/f' }], 'refused when connecting, after the message is safe')
+  t.same(
+    passwords(['-u', 'u', '-p', 'x'], { SMTP_PASSWORD_FILE: '/f' }),
+    [
+      { from: '-p', value: 'x' },
+      { from: 'SMTP_PASSWORD_FILE', file: '/f' },
+    ],
+    'refused when connecting, after the message is safe',
+  )
 })
 
 t.test('parseArgs: bad command lines name the flag and the value', async (t) => {
@@ -111,7 +140,12 @@ t.test('parseArgs: bad command lines name the flag and the value', async (t) => 
     [['-H', 'mx', '--timeout', '-1'], {}, UsageError, /^Option '--timeout' argument is ambiguous\. Did you forget/],
     [['-H', 'mx', '--timeout', '0'], {}, UsageError, /got `0`/],
     [['-H', 'mx', '--timeout', '1e3'], {}, UsageError, /got `1e3`/],
-    [['-H', 'mx', '-u', 'u', '-p', 'x', '--password-file', '/f'], {}, UsageError, /given more than once, by -p and --password-file: keep one/],
+    [
+      ['-H', 'mx', '-u', 'u', '-p', 'x', '--password-file', '/f'],
+      {},
+      UsageError,
+      /given more than once, by -p and --password-file: keep one/,
+    ],
     [['-H', 'mx', '-p', 'x'], {}, UsageError, /-p needs -u/],
     [['-H', 'mx', '-u', ''], {}, UsageError, /-u must be a user name/],
     [['-H', 'mx', '-f', '"Doe; =>"'], {}, UsageError, /-f must be an e-mail address, got `"Doe; =>"`/],
@@ -137,22 +171,38 @@ t.test('parseMessage reads like sendmail -t', async (t) => {
 
   t.equal(parseMessage(Buffer.from(SIMPLE), 'vm@example.com').envelope.from, 'vm@example.com', '-f wins over From')
 
-  const dot = parseMessage(Buffer.from('To: a@example.net\nFrom: b@example.com\n\nline\n..not the end\n.\nafter the end\n'))
-  t.equal(dot.data.toString(), 'To: a@example.net\nFrom: b@example.com\n\nline\n..not the end\n', 'a lone "." line ends the message')
+  const dot = parseMessage(
+    Buffer.from('To: a@example.net\nFrom: b@example.com\n\nline\n..not the end\n.\nafter the end\n'),
+  )
+  t.equal(
+    dot.data.toString(),
+    'To: a@example.net\nFrom: b@example.com\n\nline\n..not the end\n',
+    'a lone "." line ends the message',
+  )
 
-  const bccOnly = parseMessage(Buffer.from('From: b@example.com\nTo: undisclosed-recipients:;\nBCC: a@example.net\nCc: a@example.net\n\nx\n'))
+  const bccOnly = parseMessage(
+    Buffer.from('From: b@example.com\nTo: undisclosed-recipients:;\nBCC: a@example.net\nCc: a@example.net\n\nx\n'),
+  )
   t.same(bccOnly.envelope.to, ['a@example.net'], 'a group without members; a recipient named twice gets one copy')
   t.equal(bccOnly.data.toString(), 'From: b@example.com\nTo: undisclosed-recipients:;\nCc: a@example.net\n\nx\n')
 
   const lastBcc = parseMessage(Buffer.from('From: b@example.com\nTo: a@example.net\nBcc: c@example.net'))
-  t.equal(lastBcc.data.toString(), 'From: b@example.com\nTo: a@example.net\n', 'a Bcc as the last line of a message without body')
+  t.equal(
+    lastBcc.data.toString(),
+    'From: b@example.com\nTo: a@example.net\n',
+    'a Bcc as the last line of a message without body',
+  )
 
   const utf8 = parseMessage(Buffer.from('From: "Åsa" <asa@example.com>\nTo: "Jöhn" <john@example.net>\n\nhallå\n'))
   t.same(utf8.envelope, { from: 'asa@example.com', to: ['john@example.net'] })
   t.equal(utf8.eightBit, true)
 
-  t.throws(() => parseMessage(Buffer.from('From: b@example.com\nSubject: x\n\nTo: not@header.example\n')), { message: /no recipients: expected addresses in its To, Cc or Bcc header/ })
-  t.throws(() => parseMessage(Buffer.from('To: a@example.net\n\nx\n')), { message: /no sender: expected a From header with an address, or give -f/ })
+  t.throws(() => parseMessage(Buffer.from('From: b@example.com\nSubject: x\n\nTo: not@header.example\n')), {
+    message: /no recipients: expected addresses in its To, Cc or Bcc header/,
+  })
+  t.throws(() => parseMessage(Buffer.from('To: a@example.net\n\nx\n')), {
+    message: /no sender: expected a From header with an address, or give -f/,
+  })
 })
 
 t.test('plain SMTP without login', async (t) => {
@@ -185,36 +235,61 @@ t.test('login: the password from each source reaches the server', async (t) => {
     ['SMTP_PASSWORD', [], { SMTP_PASSWORD: password }],
   ]
   for (const [name, args, env] of sources) {
-    const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-u', 'alice', ...args], { spool: newSpool(), input: SIMPLE, env })
+    const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-u', 'alice', ...args], {
+      spool: newSpool(),
+      input: SIMPLE,
+      env,
+    })
     t.equal(r.code, 0, name)
     t.equal(sink.received.at(-1)?.user, 'alice', name)
     t.match(r.log.join('\n'), /WARN  minivm-send: the SMTP password goes unencrypted with -P smtp/, name)
   }
-  t.same(sink.logins.map((l) => l.password), sources.map(() => password), 'the trailing newline of the file is not part of the password')
+  t.same(
+    sink.logins.map((l) => l.password),
+    sources.map(() => password),
+    'the trailing newline of the file is not part of the password',
+  )
 })
 
 t.test('a password given twice is refused, naming both, and the message is kept', async (t) => {
   const spool = newSpool()
   const pwFile = join(root, 'other-password')
   await writeFile(pwFile, 'from-the-file\n')
-  const r = await cli(['-H', '127.0.0.1:1', '-P', 'smtp', '-u', 'alice', '-p', 'from-the-flag'], { spool, input: SIMPLE, env: { SMTP_PASSWORD_FILE: pwFile } })
+  const r = await cli(['-H', '127.0.0.1:1', '-P', 'smtp', '-u', 'alice', '-p', 'from-the-flag'], {
+    spool,
+    input: SIMPLE,
+    env: { SMTP_PASSWORD_FILE: pwFile },
+  })
   t.equal(r.code, 78)
   t.equal(r.stderr.length, 1)
-  t.match(r.stderr[0], /^minivm-send: the SMTP password is given more than once, by -p and SMTP_PASSWORD_FILE: keep one; kept as .*\.eml/)
+  t.match(
+    r.stderr[0],
+    /^minivm-send: the SMTP password is given more than once, by -p and SMTP_PASSWORD_FILE: keep one; kept as .*\.eml/,
+  )
   t.notMatch(r.stderr[0], /from-the-(flag|file)/)
   t.equal((await queued(spool)).length, 1)
 
-  const missing = await cli(['-H', '127.0.0.1:1', '-u', 'alice', '--password-file', join(root, 'nope')], { spool, input: SIMPLE })
+  const missing = await cli(['-H', '127.0.0.1:1', '-u', 'alice', '--password-file', join(root, 'nope')], {
+    spool,
+    input: SIMPLE,
+  })
   t.equal(missing.code, 78)
   t.match(missing.stderr[0], /reading the SMTP password file \(--password-file\) .*nope: ENOENT/)
   const noPassword = await cli(['-H', '127.0.0.1:1', '-u', 'alice'], { spool, input: SIMPLE })
-  t.match(noPassword.stderr[0], /SMTP user "alice" has no password: set SMTP_PASSWORD_FILE or SMTP_PASSWORD, or give --password-file/)
+  t.match(
+    noPassword.stderr[0],
+    /SMTP user "alice" has no password: set SMTP_PASSWORD_FILE or SMTP_PASSWORD, or give --password-file/,
+  )
 })
 
 t.test('STARTTLS with login, trusting the relay through --ca-file', async (t) => {
   const sink = await startSmtpSink({ tls: 'starttls', cert: tls, users: { alice: 'right' } })
   t.teardown(sink.close)
-  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'starttls', '-u', 'alice', '--ca-file', tls.certFile], { spool: newSpool(), input: SIMPLE, env: { SMTP_PASSWORD: 'right' } })
+  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'starttls', '-u', 'alice', '--ca-file', tls.certFile], {
+    spool: newSpool(),
+    input: SIMPLE,
+    env: { SMTP_PASSWORD: 'right' },
+  })
   t.equal(r.code, 0, r.stderr.join('\n'))
   t.match(sink.received, [{ secure: true, user: 'alice' }])
 })
@@ -225,7 +300,10 @@ t.test('-P starttls refuses a server that does not offer STARTTLS', async (t) =>
   const spool = newSpool()
   const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'starttls'], { spool, input: SIMPLE })
   t.equal(r.code, 1)
-  t.match(r.stderr[0], new RegExp(`^minivm-send: 127\\.0\\.0\\.1:${sink.port} refused the message at STARTTLS \\(5\\d\\d .*\\); kept as`))
+  t.match(
+    r.stderr[0],
+    new RegExp(`^minivm-send: 127\\.0\\.0\\.1:${sink.port} refused the message at STARTTLS \\(5\\d\\d .*\\); kept as`),
+  )
   t.same(sink.received, [])
   t.equal((await queued(spool)).length, 1)
 })
@@ -233,27 +311,48 @@ t.test('-P starttls refuses a server that does not offer STARTTLS', async (t) =>
 t.test('implicit TLS, as smtps and as tls', async (t) => {
   const sink = await startSmtpSink({ tls: 'implicit', cert: tls })
   t.teardown(sink.close)
-  const insecure = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtps', '--insecure'], { spool: newSpool(), input: SIMPLE })
+  const insecure = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtps', '--insecure'], {
+    spool: newSpool(),
+    input: SIMPLE,
+  })
   t.equal(insecure.code, 0, insecure.stderr.join('\n'))
-  const ca = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'tls', '--ca-file', tls.certFile], { spool: newSpool(), input: SIMPLE })
+  const ca = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'tls', '--ca-file', tls.certFile], {
+    spool: newSpool(),
+    input: SIMPLE,
+  })
   t.equal(ca.code, 0, ca.stderr.join('\n'))
   t.match(sink.received, [{ secure: true }, { secure: true }])
 
   // A plain client waits for a greeting that a TLS port never sends.
-  const wrongProtocol = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '--timeout', '0.5'], { spool: newSpool(), input: SIMPLE })
+  const wrongProtocol = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '--timeout', '0.5'], {
+    spool: newSpool(),
+    input: SIMPLE,
+  })
   t.equal(wrongProtocol.code, 75)
-  t.match(wrongProtocol.stderr[0], /no answer from 127\.0\.0\.1:\d+ within 0\.5 s; if 127\.0\.0\.1:\d+ expects TLS from the first byte, use -P smtps; queued as/)
+  t.match(
+    wrongProtocol.stderr[0],
+    /no answer from 127\.0\.0\.1:\d+ within 0\.5 s; if 127\.0\.0\.1:\d+ expects TLS from the first byte, use -P smtps; queued as/,
+  )
 })
 
 t.test('the certificate is verified by default', async (t) => {
-  for (const [protocol, mode] of [['smtps', 'implicit'], ['starttls', 'starttls']] as const) {
+  for (const [protocol, mode] of [
+    ['smtps', 'implicit'],
+    ['starttls', 'starttls'],
+  ] as const) {
     const sink = await startSmtpSink({ tls: mode, cert: tls })
     t.teardown(sink.close)
     const spool = newSpool()
     const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', protocol], { spool, input: SIMPLE })
     t.equal(r.code, 1, protocol)
     t.equal(r.stderr.length, 1)
-    t.match(r.stderr[0], new RegExp(`^minivm-send: the TLS certificate of 127\\.0\\.0\\.1:${sink.port} is not trusted \\(self-signed certificate, DEPTH_ZERO_SELF_SIGNED_CERT\\): give its CA with --ca-file, or --insecure to skip the check; kept as`), protocol)
+    t.match(
+      r.stderr[0],
+      new RegExp(
+        `^minivm-send: the TLS certificate of 127\\.0\\.0\\.1:${sink.port} is not trusted \\(self-signed certificate, DEPTH_ZERO_SELF_SIGNED_CERT\\): give its CA with --ca-file, or --insecure to skip the check; kept as`,
+      ),
+      protocol,
+    )
     t.same(sink.received, [], protocol)
     t.equal((await queued(spool)).length, 1, protocol)
   }
@@ -264,14 +363,27 @@ t.test('a wrong password: exit 1, the user and server named, the password nowher
   t.teardown(sink.close)
   const spool = newSpool()
   const wrong = `wr"ong; =>\u00fc`
-  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-u', 'alice', '-p', wrong], { spool, input: SIMPLE })
+  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-u', 'alice', '-p', wrong], {
+    spool,
+    input: SIMPLE,
+  })
   t.equal(r.code, 1)
   t.equal(r.stderr.length, 1)
-  t.match(r.stderr[0], new RegExp(`^minivm-send: SMTP authentication failed for user "alice" at 127\\.0\\.0\\.1:${sink.port} \\(535 5\\.7\\.8 Authentication credentials invalid\\); kept as`))
+  t.match(
+    r.stderr[0],
+    new RegExp(
+      `^minivm-send: SMTP authentication failed for user "alice" at 127\\.0\\.0\\.1:${sink.port} \\(535 5\\.7\\.8 Authentication credentials invalid\\); kept as`,
+    ),
+  )
   t.equal(sink.logins[0]?.password, wrong, 'the server did get the password')
   const files = await queued(spool)
   t.equal(files.length, 1)
-  for (const text of [r.stderr.join('\n'), r.stdout, r.log.join('\n'), await readFile(join(spool, files[0]!), 'utf8')]) {
+  for (const text of [
+    r.stderr.join('\n'),
+    r.stdout,
+    r.log.join('\n'),
+    await readFile(join(spool, files[0]!), 'utf8'),
+  ]) {
     t.notMatch(text, wrong)
     t.notMatch(text, Buffer.from(wrong).toString('base64'))
   }
@@ -284,7 +396,12 @@ t.test('server down: queued with exit 75, then --flush delivers and empties the 
   const r = await cli(args, { spool, input: SIMPLE })
   t.equal(r.code, 75)
   t.equal(r.stderr.length, 1)
-  t.match(r.stderr[0], new RegExp(`^minivm-send: cannot talk to 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); queued as ${spool}/\\d{8}T\\d{6}\\.\\d{3}Z-[0-9a-f]{8}\\.eml; minivm-send --flush sends it$`))
+  t.match(
+    r.stderr[0],
+    new RegExp(
+      `^minivm-send: cannot talk to 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); queued as ${spool}/\\d{8}T\\d{6}\\.\\d{3}Z-[0-9a-f]{8}\\.eml; minivm-send --flush sends it$`,
+    ),
+  )
   const files = await queued(spool)
   t.equal(files.length, 1)
   const file = join(spool, files[0]!)
@@ -326,16 +443,23 @@ t.test('a 4xx reply queues; a 5xx reply is kept through --flush and logged', asy
   const args = ['-H', `127.0.0.1:${spam.port}`, '-P', 'smtp']
   const r554 = await cli(args, { spool, input: SIMPLE })
   t.equal(r554.code, 1)
-  t.match(r554.stderr[0], /refused the message at DATA \(554 5\.7\.1 Looks like spam\); kept as .*; fix the cause, then minivm-send --flush sends it/)
+  t.match(
+    r554.stderr[0],
+    /refused the message at DATA \(554 5\.7\.1 Looks like spam\); kept as .*; fix the cause, then minivm-send --flush sends it/,
+  )
   const flushed = await cli(['--flush', ...args], { spool })
   t.equal(flushed.code, 1)
-  t.match(flushed.log.join('\n'), /ERROR minivm-send: queued message not accepted; it stays in the spool until removed by hand file=\S+\.eml problem=".*554 5\.7\.1 Looks like spam/)
+  t.match(
+    flushed.log.join('\n'),
+    /ERROR minivm-send: queued message not accepted; it stays in the spool until removed by hand file=\S+\.eml problem=".*554 5\.7\.1 Looks like spam/,
+  )
   t.equal((await queued(spool)).length, 1)
 })
 
 t.test('flushSpool sends oldest first and stops at the first connection failure', async (t) => {
   const spool = newSpool()
-  const message = (n: number) => Buffer.from(`From: pbx@example.com\nTo: john@example.net\nSubject: ${n}\n\nbody ${n}\n`)
+  const message = (n: number) =>
+    Buffer.from(`From: pbx@example.com\nTo: john@example.net\nSubject: ${n}\n\nbody ${n}\n`)
   // Queued out of order; the clock, not the order of writing, decides.
   for (const n of [3, 1, 2]) await spoolMessage(spool, message(n), new Date(Date.UTC(2026, 0, 1, 12, 0, n)))
   const log = memoryLogger('minivm-send')
@@ -352,7 +476,10 @@ t.test('flushSpool sends oldest first and stops at the first connection failure'
   const second = await flushSpool(up.smtp, { spoolDir: spool, log })
   t.same(second.left, [])
   t.equal(second.sent.length, 3)
-  t.same(sink.received.map((r) => /Subject: (\d)/.exec(r.data.toString())?.[1]), ['1', '2', '3'])
+  t.same(
+    sink.received.map((r) => /Subject: (\d)/.exec(r.data.toString())?.[1]),
+    ['1', '2', '3'],
+  )
 })
 
 t.test('one flush at a time; a lock left by a dead flush is taken over', async (t) => {
@@ -391,7 +518,10 @@ t.test('--timeout: a server that never greets', async (t) => {
   const spool = newSpool()
   const r = await cli(['-H', `127.0.0.1:${port}`, '-P', 'smtp', '--timeout', '0.2'], { spool, input: SIMPLE })
   t.equal(r.code, 75)
-  t.match(r.stderr[0], new RegExp(`^minivm-send: no answer from 127\\.0\\.0\\.1:${port} within 0\\.2 s; if .* use -P smtps; queued as`))
+  t.match(
+    r.stderr[0],
+    new RegExp(`^minivm-send: no answer from 127\\.0\\.0\\.1:${port} within 0\\.2 s; if .* use -P smtps; queued as`),
+  )
   t.equal((await queued(spool)).length, 1)
 })
 
@@ -490,7 +620,10 @@ t.test('a MiniVM voicemail with a wav attachment', async (t) => {
   t.teardown(sink.close)
   const recording = wav(24000)
   const input = minivmMessage('voicemail_john.doe42421804289383', recording)
-  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-f', 'voicemail@example.com'], { spool: newSpool(), input })
+  const r = await cli(['-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-f', 'voicemail@example.com'], {
+    spool: newSpool(),
+    input,
+  })
   t.equal(r.code, 0, r.stderr.join('\n'))
   const got = sink.received[0]!
   t.same(got.to, ['john.doe@example.net'])
@@ -507,7 +640,10 @@ t.test('a mailcmd MiniVM runs with a bad flag keeps the message it was given, an
   const r = await cli(['-H', '127.0.0.1:1', '-P', 'smtp', '--sender', 'pbx@example.com'], { spool, input: SIMPLE })
   t.equal(r.code, 64)
   t.equal(r.stderr.length, 1)
-  t.match(r.stderr[0], /^minivm-send: Unknown option '--sender'.*; kept as .*\.eml: fix mailcmd in minivm\.conf, then minivm-send --flush sends it$/)
+  t.match(
+    r.stderr[0],
+    /^minivm-send: Unknown option '--sender'.*; kept as .*\.eml: fix mailcmd in minivm\.conf, then minivm-send --flush sends it$/,
+  )
   const kept = await queued(spool)
   t.equal(kept.length, 1)
   t.equal(await readFile(join(spool, kept[0]!), 'utf8'), SIMPLE, 'byte for byte')
@@ -527,7 +663,14 @@ t.test('the bin, run the way MiniVM runs mailcmd', async (t) => {
     const tmp = join(root, `astmail-${randomBytes(3).toString('hex')}`)
     await writeFile(tmp, minivmMessage('voicemail_bin', recording))
     // app_minivm.c: ( mailcmd < tmp ; rm -f tmp ) &, kept in the foreground to see the exit code.
-    const r = await execa('/bin/sh', ['-c', `"${BIN}" -H ${hostPort} -P smtp -f voicemail@example.com < "${tmp}"; code=$?; rm -f "${tmp}"; exit $code`], { env, reject: false })
+    const r = await execa(
+      '/bin/sh',
+      [
+        '-c',
+        `"${BIN}" -H ${hostPort} -P smtp -f voicemail@example.com < "${tmp}"; code=$?; rm -f "${tmp}"; exit $code`,
+      ],
+      { env, reject: false },
+    )
     t.notOk(existsSync(tmp), 'MiniVM removed its file')
     return r
   }
@@ -545,7 +688,11 @@ t.test('the bin, run the way MiniVM runs mailcmd', async (t) => {
   t.match(down.stderr, /^minivm-send: cannot talk to .*; queued as /)
   t.equal((await queued(spool)).length, 1, 'the voicemail outlives the removed file')
 
-  const flushed = await execa(BIN, ['--flush', '-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-f', 'voicemail@example.com'], { env, reject: false })
+  const flushed = await execa(
+    BIN,
+    ['--flush', '-H', `127.0.0.1:${sink.port}`, '-P', 'smtp', '-f', 'voicemail@example.com'],
+    { env, reject: false },
+  )
   t.equal(flushed.exitCode, 0, flushed.stderr)
   t.equal(sink.received.length, 2)
   t.same(await queued(spool), [])

@@ -13,7 +13,9 @@ const tools = findTools()
 if (typeof tools === 'string') t.plan(0, `skipped: ${tools}`)
 else {
   const pbx = await startTestPbx(tools.asterisk, {
-    append: { 'extensions_local.conf': `[dp_lookup](+)\nexten => ${CUSTOM},hint,Custom:probe\nexten => ${NEVER_SET},hint,Custom:never-set\n` },
+    append: {
+      'extensions_local.conf': `[dp_lookup](+)\nexten => ${CUSTOM},hint,Custom:probe\nexten => ${NEVER_SET},hint,Custom:never-set\n`,
+    },
   })
   t.teardown(() => pbx.stop())
   const { start, phone, call } = driver(tools.sipp, pbx)

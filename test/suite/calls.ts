@@ -2,7 +2,16 @@
 import t from 'tap'
 import { execa } from 'execa'
 import { freePort, startTestPbx, USERS } from '../helpers/asterisk.ts'
-import { driver, finalResponses, findTools, requests, rtpPcap, tone, TRUNK_CALLER, type SippResult } from '../helpers/sipp.ts'
+import {
+  driver,
+  finalResponses,
+  findTools,
+  requests,
+  rtpPcap,
+  tone,
+  TRUNK_CALLER,
+  type SippResult,
+} from '../helpers/sipp.ts'
 
 const tools = findTools()
 if (typeof tools === 'string') t.plan(0, `skipped: ${tools}`)
@@ -15,7 +24,11 @@ else {
   t.test('Asterisk boots on the shipped configuration without errors', async (t) => {
     t.comment(pbx.version)
     t.notMatch(pbx.bootLog, /ERROR\[/, 'no ERROR at boot')
-    const tls = await execa('openssl', ['s_client', '-connect', `127.0.0.1:${pbx.tlsPort}`, '-brief'], { input: '', reject: false, timeout: 10_000 })
+    const tls = await execa('openssl', ['s_client', '-connect', `127.0.0.1:${pbx.tlsPort}`, '-brief'], {
+      input: '',
+      reject: false,
+      timeout: 10_000,
+    })
     t.match(tls.stderr, /Protocol version: TLSv1\.3/, 'the TLS transport speaks TLS 1.3')
   })
 
@@ -25,7 +38,13 @@ else {
       t.match(await pbx.rx('pjsip show contacts'), `alice/sip:alice@127.0.0.1:${port}`)
     })
     t.test('over TCP too', async (t) => {
-      const r = await run({ scenario: 'uac-register.xml', port: await freePort(), auth: auth('alice'), transport: 'tcp', keys: { expires: '0' } })
+      const r = await run({
+        scenario: 'uac-register.xml',
+        port: await freePort(),
+        auth: auth('alice'),
+        transport: 'tcp',
+        keys: { expires: '0' },
+      })
       t.equal(finalResponses(r, 'REGISTER').at(-1), 200, r.summary)
     })
     for (const [what, user, password] of [
@@ -52,9 +71,18 @@ else {
     t.equal(r.code, 0, r.summary)
     const [invite] = requests(r, 'INVITE')
     t.match(invite?.header('From'), `<sip:${USERS.alice.number}@`, "the phones see alice's number")
-    t.match(invite?.body, /^a=crypto:\d+ AES_CM_128_HMAC_SHA1_80 inline:/m, 'SRTP keys are offered (SDES), and a phone without SRTP still connects')
-    for (const codec of ['opus/48000/2', 'G722/8000', 'PCMA/8000', 'PCMU/8000']) t.match(invite?.body, new RegExp(`^a=rtpmap:\\d+ ${codec}`, 'm'), `${codec} offered`)
-    t.match(requests(r, 'CANCEL')[0]?.header('Reason'), /cause=200/, 'the phone that rang on is told the call was answered elsewhere')
+    t.match(
+      invite?.body,
+      /^a=crypto:\d+ AES_CM_128_HMAC_SHA1_80 inline:/m,
+      'SRTP keys are offered (SDES), and a phone without SRTP still connects',
+    )
+    for (const codec of ['opus/48000/2', 'G722/8000', 'PCMA/8000', 'PCMU/8000'])
+      t.match(invite?.body, new RegExp(`^a=rtpmap:\\d+ ${codec}`, 'm'), `${codec} offered`)
+    t.match(
+      requests(r, 'CANCEL')[0]?.header('Reason'),
+      /cause=200/,
+      'the phone that rang on is told the call was answered elsewhere',
+    )
   })
 
   t.test('national and international numbers are turned into +E.164', async (t) => {
@@ -83,7 +111,10 @@ else {
     const got = await trunk.done
     t.equal(got.code, 0, got.summary)
     const invites = requests(got, 'INVITE')
-    t.same(invites.map((i) => /^INVITE sip:([^@]+)@/.exec(i.startLine)?.[1]), cases.map((c) => c[1]))
+    t.same(
+      invites.map((i) => /^INVITE sip:([^@]+)@/.exec(i.startLine)?.[1]),
+      cases.map((c) => c[1]),
+    )
     for (const i of invites) {
       t.match(i.header('From'), `<sip:${USERS.alice.number}@`, "the trunk sees alice's number")
       t.notMatch(i.body, /a=crypto/, 'no SRTP towards the trunk')
@@ -96,7 +127,10 @@ else {
     t.equal(answered(carol), 404, `carol's call is refused\n${carol.summary}`)
     // Alice may; hers is the first and only call the trunk gets.
     await call('alice', '+46701234569', { port: await phone(t, 'alice') })
-    t.same(requests(await trunk.done, 'INVITE').map((i) => i.startLine.split(/[:@]/)[1]), ['+46701234569'])
+    t.same(
+      requests(await trunk.done, 'INVITE').map((i) => i.startLine.split(/[:@]/)[1]),
+      ['+46701234569'],
+    )
   })
 
   t.test('a "number" with more than digits goes nowhere', async (t) => {
@@ -124,7 +158,11 @@ else {
     const r = await call('trunk', '12025550102')
     t.equal(answered(r), 200, r.summary)
     t.equal((await answers.done).code, 0)
-    t.match(requests(await rings.done, 'INVITE')[0]?.header('From'), `<sip:${TRUNK_CALLER}@`, "bob's phones see the caller's number")
+    t.match(
+      requests(await rings.done, 'INVITE')[0]?.header('From'),
+      `<sip:${TRUNK_CALLER}@`,
+      "bob's phones see the caller's number",
+    )
     const unknown = await call('trunk', '+12025550199')
     t.same(finalResponses(unknown, 'INVITE'), [404], unknown.summary)
   })
@@ -158,7 +196,11 @@ else {
     // The phone claims an address nothing listens on, as a phone behind NAT does.
     const nat = { via: '192.0.2.10:5060', contact: 'sip:alice@192.0.2.10:5060', sdp_host: '192.0.2.10' }
     const port = await phone(t, 'alice', nat)
-    t.match(await pbx.rx('pjsip show contacts'), `alice/sip:alice@127.0.0.1:${port}`, 'its contact is where it registered from (rewrite_contact)')
+    t.match(
+      await pbx.rx('pjsip show contacts'),
+      `alice/sip:alice@127.0.0.1:${port}`,
+      'its contact is where it registered from (rewrite_contact)',
+    )
     await pbx.rx('rtp set debug on')
     t.teardown(() => pbx.rx('rtp set debug off'))
     const alice = await start({ scenario: 'uas-answer.xml', port, keys: nat, media: rtpPcap(tone(1)) })

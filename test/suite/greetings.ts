@@ -10,7 +10,9 @@ import { driver, dtmf, finalResponses, findTools, rtpPcap, silence, tone, type R
 type Step = number | { key: string } | { speak: number }
 
 const media = (steps: Step[]) =>
-  rtpPcap(steps.flatMap((s): RtpPacket[] => (typeof s === 'number' ? silence(s) : 'key' in s ? dtmf(s.key) : tone(s.speak))))
+  rtpPcap(
+    steps.flatMap((s): RtpPacket[] => (typeof s === 'number' ? silence(s) : 'key' in s ? dtmf(s.key) : tone(s.speak))),
+  )
 
 // Recording one greeting from the menu: the key, its prompt and the beep (about 6 s), speech, # to
 // end it ("message saved", 2 s), back at the menu.
@@ -45,10 +47,19 @@ else {
   t.jobs = 4
   t.test('a user records unavailable and busy greetings, and callers hear the one that fits', async (t) => {
     await menu(t, 'alice', [...record('1'), ...record('2')])
-    for (const g of ['unavailable', 'busy']) t.ok((await stat(join(greetings('alice'), `${g}.wav`))).size > 8000, `${g}.wav recorded`)
-    t.match(await callAndListen(t, 'alice', 'trunk'), played(join(greetings('alice'), 'unavailable')), 'no phone registered: the unavailable greeting')
+    for (const g of ['unavailable', 'busy'])
+      t.ok((await stat(join(greetings('alice'), `${g}.wav`))).size > 8000, `${g}.wav recorded`)
+    t.match(
+      await callAndListen(t, 'alice', 'trunk'),
+      played(join(greetings('alice'), 'unavailable')),
+      'no phone registered: the unavailable greeting',
+    )
     const busy = await start({ scenario: 'uas-busy.xml', port: await phone(t, 'alice') })
-    t.match(await callAndListen(t, 'alice', 'trunk'), played(join(greetings('alice'), 'busy')), 'the phone busy: the busy greeting')
+    t.match(
+      await callAndListen(t, 'alice', 'trunk'),
+      played(join(greetings('alice'), 'busy')),
+      'the phone busy: the busy greeting',
+    )
     t.equal((await busy.done).code, 0)
   })
 
@@ -65,8 +76,16 @@ else {
     const from = pbx.log().length
     // 5 (change password) is not there; 9 is not offered.
     await menu(t, 'dave', [{ key: '5' }, 4, { key: '9' }, 5])
-    const prompts = [...pbx.log().slice(from).matchAll(/<PJSIP\/dave-\w+> Playing '([^']+)\.gsm'/g)].map((m) => m[1])
-    t.same(prompts.filter((p) => p !== 'vm-options'), ['feature-not-avail-line', 'invalid', 'vm-goodbye'])
+    const prompts = [
+      ...pbx
+        .log()
+        .slice(from)
+        .matchAll(/<PJSIP\/dave-\w+> Playing '([^']+)\.gsm'/g),
+    ].map((m) => m[1])
+    t.same(
+      prompts.filter((p) => p !== 'vm-options'),
+      ['feature-not-avail-line', 'invalid', 'vm-goodbye'],
+    )
   })
 
   t.test('users without a mailbox have no greetings to record', async (t) => {

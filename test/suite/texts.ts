@@ -36,7 +36,10 @@ else {
   t.teardown(() => websms.close())
 
   const pbx = await startTestPbx(tools.asterisk, {
-    edit: { 'extensions_local.conf': (doc) => setValue(doc, 'globals', 'WEBSMS_API_PORT', String((websms.address() as AddressInfo).port)) },
+    edit: {
+      'extensions_local.conf': (doc) =>
+        setValue(doc, 'globals', 'WEBSMS_API_PORT', String((websms.address() as AddressInfo).port)),
+    },
   })
   t.teardown(() => pbx.stop())
   const { run, start, phone, text } = driver(tools.sipp, pbx)
@@ -44,15 +47,24 @@ else {
 
   /** Phones of `user` that take `count` texts each. */
   const inboxes = (t: Test, user: UserName, phones: number, count: number) =>
-    Promise.all(Array.from({ length: phones }, async () => start({ scenario: 'uas-message.xml', port: await phone(t, user), calls: count })))
+    Promise.all(
+      Array.from({ length: phones }, async () =>
+        start({ scenario: 'uas-message.xml', port: await phone(t, user), calls: count }),
+      ),
+    )
 
   t.test("a text to a user reaches every registered phone, from the sender's number, unchanged", async (t) => {
     const bob = await inboxes(t, 'bob', 2, HOSTILE.length)
     const port = await phone(t, 'alice')
-    for (const body of HOSTILE) t.equal(taken(await text('alice', USERS.bob.number, body, { port })), 202, `sent: ${body}`)
+    for (const body of HOSTILE)
+      t.equal(taken(await text('alice', USERS.bob.number, body, { port })), 202, `sent: ${body}`)
     for (const inbox of bob) {
       const got = requests(await inbox.done, 'MESSAGE')
-      t.same(got.map((m) => m.body), HOSTILE, 'every text, unchanged')
+      t.same(
+        got.map((m) => m.body),
+        HOSTILE,
+        'every text, unchanged',
+      )
       for (const m of got) t.match(m.header('From'), `"Alice Liddell" <sip:${USERS.alice.number}@`)
     }
   })
@@ -71,8 +83,15 @@ else {
     t.equal(taken(await text('alice', '0046701234567', HOSTILE[1]!, { port })), 202)
     t.equal(taken(await text('alice', '+46701234567', HOSTILE[4]!, { port })), 202)
     const got = requests(await trunk.done, 'MESSAGE')
-    t.same(got.map((m) => m.startLine.split(/[:@]/)[1]), ['+46701234567', '+46701234567'], 'to +E.164')
-    t.same(got.map((m) => m.body), [HOSTILE[1], HOSTILE[4]])
+    t.same(
+      got.map((m) => m.startLine.split(/[:@]/)[1]),
+      ['+46701234567', '+46701234567'],
+      'to +E.164',
+    )
+    t.same(
+      got.map((m) => m.body),
+      [HOSTILE[1], HOSTILE[4]],
+    )
     // Asterisk names an out-of-dialog request's From after its endpoint, itsp:test here, and keeps
     // what follows the colon when the dial plan sets the user: sip:<number>:test@... (user, password).
     for (const m of got) t.match(m.header('From'), new RegExp(`<sip:\\${USERS.alice.number}[:@]`))
@@ -80,7 +99,11 @@ else {
 
   t.test('neither a w_term_i user nor the trunk can text out through the trunk', async (t) => {
     let from = pbx.log().length
-    t.equal(taken(await text('carol', '+46701234567', 'from carol', { port: await phone(t, 'carol') })), 202, 'taken...')
+    t.equal(
+      taken(await text('carol', '+46701234567', 'from carol', { port: await phone(t, 'carol') })),
+      202,
+      'taken...',
+    )
     await pbx.waitForLog(/Text to \+46701234567 dropped: no user has this number/, { from })
     from = pbx.log().length
     t.equal(taken(await text('trunk', '+46701234568', 'from the trunk')), 202, 'taken...')
@@ -89,7 +112,10 @@ else {
     // Texts are routed one at a time, in order: alice's is the first and only one the trunk gets.
     const trunk = await start({ scenario: 'uas-message.xml', port: pbx.trunkPort })
     t.equal(taken(await text('alice', '+46701234569', 'from alice', { port: await phone(t, 'alice') })), 202)
-    t.same(requests(await trunk.done, 'MESSAGE').map((m) => m.body), ['from alice'])
+    t.same(
+      requests(await trunk.done, 'MESSAGE').map((m) => m.body),
+      ['from alice'],
+    )
   })
 
   t.test('a "number" with more than digits goes nowhere', async (t) => {
@@ -100,7 +126,10 @@ else {
     // Texts are routed in order: alice's next text is the first and only one the trunk gets.
     const trunk = await start({ scenario: 'uas-message.xml', port: pbx.trunkPort })
     t.equal(taken(await text('alice', '+46701234567', 'plain')), 202)
-    t.same(requests(await trunk.done, 'MESSAGE').map((m) => m.body), ['plain'])
+    t.same(
+      requests(await trunk.done, 'MESSAGE').map((m) => m.body),
+      ['plain'],
+    )
   })
 
   t.test("trunk texts to a user's number reach all the user's phones; others are dropped", async (t) => {
@@ -130,7 +159,10 @@ else {
       t.equal(taken(r), 202, `${header || 'no encoding'}\n${r.summary}`)
     }
     const got = requests(await bob!.done, 'MESSAGE')
-    t.same(got.map((m) => m.body), [body, body, body])
+    t.same(
+      got.map((m) => m.body),
+      [body, body, body],
+    )
     for (const m of got) t.match(m.header('From'), `<sip:${TRUNK_CALLER}@`)
   })
 
@@ -142,8 +174,14 @@ else {
     t.equal(taken(await text('erin', USERS.bob.number, 'over SIP', { port })), 202)
     // Texts are routed in order: once bob has this one, the others are through.
     t.equal(requests(await bob!.done, 'MESSAGE')[0]?.body, 'over SIP')
-    t.same(posted.map((p) => p.url), HOSTILE.map(() => '/outbound'))
-    t.same(posted.map((p) => p.type), HOSTILE.map(() => 'application/x-www-form-urlencoded'))
+    t.same(
+      posted.map((p) => p.url),
+      HOSTILE.map(() => '/outbound'),
+    )
+    t.same(
+      posted.map((p) => p.type),
+      HOSTILE.map(() => 'application/x-www-form-urlencoded'),
+    )
     t.same(
       posted.map((p) => Object.fromEntries(p.form)),
       HOSTILE.map((body) => ({ index: 'elks', to: '+46701234567', from: USERS.erin.number, body })),

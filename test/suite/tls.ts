@@ -83,9 +83,16 @@ class TlsPhone {
 
 /** The certificate a new TLS handshake gets: its subject and SHA-256 fingerprint. */
 async function served(port: number): Promise<string> {
-  const s = await execa('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], { input: '', reject: false, timeout: 10_000 })
+  const s = await execa('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost'], {
+    input: '',
+    reject: false,
+    timeout: 10_000,
+  })
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(s.stdout)?.[0] ?? ''
-  const x = await execa('openssl', ['x509', '-noout', '-subject', '-fingerprint', '-sha256'], { input: pem, reject: false })
+  const x = await execa('openssl', ['x509', '-noout', '-subject', '-fingerprint', '-sha256'], {
+    input: pem,
+    reject: false,
+  })
   return x.stdout
 }
 
@@ -113,7 +120,13 @@ else {
     const certFile = `${pbx.dir}/ssl/cert.pem`
     const keyFile = `${pbx.dir}/ssl/priv_key.pem`
     await rm(certFile)
-    const r = await ensureCertificate({ mode: 'selfsigned', certFile, keyFile, hostname: 'pbx.example.com', logger: log })
+    const r = await ensureCertificate({
+      mode: 'selfsigned',
+      certFile,
+      keyFile,
+      hostname: 'pbx.example.com',
+      logger: log,
+    })
     t.equal(r.changed, true, 'a new certificate was written')
     await pbx.rx('module reload res_pjsip.so')
 

@@ -64,7 +64,11 @@ else {
     t.same(mail.to, ['bob@example.com'])
     t.equal(mail.from, 'pbx@example.com')
     t.ok(mail.secure, 'the connection was upgraded to TLS')
-    t.same(server.logins, [{ user: 'vm@example.com', password: users['vm@example.com'] }], 'logged in with the password from the environment')
+    t.same(
+      server.logins,
+      [{ user: 'vm@example.com', password: users['vm@example.com'] }],
+      'logged in with the password from the environment',
+    )
     const text = mail.data.toString('latin1')
     const wav = /Content-Type: audio\/x-wav[\s\S]*?\r?\n\r?\n([A-Za-z0-9+/=\r\n]+)/.exec(text)?.[1]
     const audio = Buffer.from(wav ?? '', 'base64')
@@ -75,7 +79,9 @@ else {
 
   t.test('with the SMTP server down the mail waits, and the flush delivers it once it is up', async (t) => {
     await leaveMessage(t)
-    const files = await until('the mail was not queued', async () => ((await queued()).length ? await queued() : undefined))
+    const files = await until('the mail was not queued', async () =>
+      (await queued()).length ? await queued() : undefined,
+    )
     t.equal(files.length, 1, 'one mail waits in the spool')
     const log = memoryLogger('voicemail-mail')
     const down = await flushVoicemailSpool(join(pbx.dir, 'etc'), process.env, log)

@@ -10,7 +10,10 @@ import { driver, finalResponses, findTools, rtpPcap, tone, TRUNK_CALLER } from '
 /** A header value as read, RFC 2047 encoded-words (=?UTF-8?Q?...?=) decoded. */
 function decodeWords(value: string): string {
   return value.replace(/=\?UTF-8\?Q\?([^?]*)\?=/gi, (_, q: string) =>
-    Buffer.from(q.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8'),
+    Buffer.from(
+      q.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+      'latin1',
+    ).toString('utf8'),
   )
 }
 
@@ -51,7 +54,11 @@ else {
     t.match(r.summary, /<- BYE/, 'and hangs up when the message is over')
     const mail = await pbx.waitForMail(new RegExp(`^To: .*<${user}@example\\.com>`, 'm'))
     const { headers, parts } = mimeParts(mail)
-    t.match(decodeWords(headers), new RegExp(`^Subject: Voicemail from .*\\${caller}`, 'm'), "the subject names the caller's number")
+    t.match(
+      decodeWords(headers),
+      new RegExp(`^Subject: Voicemail from .*\\${caller}`, 'm'),
+      "the subject names the caller's number",
+    )
     t.match(parts[0]?.body, new RegExp(`\\${caller}.* left you a 0:\\d\\d long message`))
     const wav = parts.find((p) => /Content-Type: audio\/x-wav/.test(p.headers))
     t.ok(wav, 'the recording is attached as WAV')

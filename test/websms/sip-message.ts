@@ -1,6 +1,17 @@
 import t from 'tap'
 import { createSocket, type RemoteInfo } from 'node:dgram'
-import { buildMessage, MAX_PART_BYTES, needsEncoding, openSipClient, parseResponse, quotedName, SipTimeoutError, sipUser, splitText, type SipText } from '../../src/websms/sip-message.ts'
+import {
+  buildMessage,
+  MAX_PART_BYTES,
+  needsEncoding,
+  openSipClient,
+  parseResponse,
+  quotedName,
+  SipTimeoutError,
+  sipUser,
+  splitText,
+  type SipText,
+} from '../../src/websms/sip-message.ts'
 import { findAsterisk, freePort, startTestPbx } from '../helpers/asterisk.ts'
 import { parseSipMessage, type SipMessage } from '../helpers/sipp.ts'
 
@@ -28,8 +39,27 @@ t.test('no value can reach a header line as anything but its own field', async (
   for (const v of hostile) {
     const m = parse({ to: v, from: v, body: v })
     const names = m.headers.map((h) => h.name)
-    t.same(names, ['Via', 'Max-Forwards', 'From', 'To', 'Call-ID', 'CSeq', 'User-Agent', 'Content-Type', ...(needsEncoding(v) ? ['X-Body-Encoding'] : []), 'Content-Length'], JSON.stringify(v))
-    t.match(m.header('To'), /^<sip:[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+@127\.0\.0\.1>$/, `${JSON.stringify(v)} in To is escaped`)
+    t.same(
+      names,
+      [
+        'Via',
+        'Max-Forwards',
+        'From',
+        'To',
+        'Call-ID',
+        'CSeq',
+        'User-Agent',
+        'Content-Type',
+        ...(needsEncoding(v) ? ['X-Body-Encoding'] : []),
+        'Content-Length',
+      ],
+      JSON.stringify(v),
+    )
+    t.match(
+      m.header('To'),
+      /^<sip:[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+@127\.0\.0\.1>$/,
+      `${JSON.stringify(v)} in To is escaped`,
+    )
   }
   t.equal(sipUser('+46 70-123'), '+46%2070-123')
   t.equal(sipUser('ünï'), '%C3%BCn%C3%AF')
@@ -46,8 +76,14 @@ t.test('a text Asterisk would cut is sent base64 with X-Body-Encoding', async (t
     t.equal(m.header('X-Body-Encoding'), 'base64', JSON.stringify(body))
     t.equal(Buffer.from(m.body, 'base64').toString('utf8'), body)
   }
-  t.throws(() => buildMessage(target, local, { to: '1', from: '2', body: 'x'.repeat(1001) }, ids), /at most 1000 bytes on the wire \(split it with splitText\), got 1001/)
-  t.doesNotThrow(() => buildMessage(target, local, { to: '1', from: '2', body: `${'é'.repeat(MAX_PART_BYTES / 2 - 1)}\n` }, ids), 'a full part fits base64-encoded')
+  t.throws(
+    () => buildMessage(target, local, { to: '1', from: '2', body: 'x'.repeat(1001) }, ids),
+    /at most 1000 bytes on the wire \(split it with splitText\), got 1001/,
+  )
+  t.doesNotThrow(
+    () => buildMessage(target, local, { to: '1', from: '2', body: `${'é'.repeat(MAX_PART_BYTES / 2 - 1)}\n` }, ids),
+    'a full part fits base64-encoded',
+  )
 })
 
 t.test('long texts are split between graphemes, at a space when one is near', async (t) => {
@@ -56,7 +92,10 @@ t.test('long texts are split between graphemes, at a space when one is near', as
   const parts = splitText(words, 100)
   t.equal(parts.join(''), words, 'nothing lost or added')
   for (const p of parts) t.ok(Buffer.byteLength(p) <= 100, `${Buffer.byteLength(p)} bytes`)
-  t.ok(parts.slice(0, -1).every((p) => p.endsWith(' ')), 'cut after spaces')
+  t.ok(
+    parts.slice(0, -1).every((p) => p.endsWith(' ')),
+    'cut after spaces',
+  )
   const family = '👨‍👩‍👧‍👦'
   const emoji = family.repeat(40)
   const eparts = splitText(emoji, 100)
@@ -65,14 +104,27 @@ t.test('long texts are split between graphemes, at a space when one is near', as
   const zalgo = `Z${'\u0301\u0316\u0337'.repeat(200)}algo`
   const zparts = splitText(zalgo, 100)
   t.equal(zparts.join(''), zalgo, 'one grapheme of 1200 bytes...')
-  for (const p of zparts) t.ok(Buffer.byteLength(p) <= 100, `...is cut between code points (${Buffer.byteLength(p)} bytes)`)
+  for (const p of zparts)
+    t.ok(Buffer.byteLength(p) <= 100, `...is cut between code points (${Buffer.byteLength(p)} bytes)`)
   const solid = 'x'.repeat(250)
-  t.same(splitText(solid, 100).map((p) => p.length), [100, 100, 50], 'no space: cut at the limit')
+  t.same(
+    splitText(solid, 100).map((p) => p.length),
+    [100, 100, 50],
+    'no space: cut at the limit',
+  )
 })
 
 t.test('parsing responses', async (t) => {
-  const r = parseResponse(Buffer.from('SIP/2.0 202 Accepted\r\nv: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx;rport=1\r\nVia: SIP/2.0/UDP other;branch=z9hG4bKy\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n'))
-  t.same(r, { status: 202, reason: 'Accepted', branch: 'z9hG4bKx', cseqMethod: 'MESSAGE' }, 'the top Via, compact or not')
+  const r = parseResponse(
+    Buffer.from(
+      'SIP/2.0 202 Accepted\r\nv: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx;rport=1\r\nVia: SIP/2.0/UDP other;branch=z9hG4bKy\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n',
+    ),
+  )
+  t.same(
+    r,
+    { status: 202, reason: 'Accepted', branch: 'z9hG4bKx', cseqMethod: 'MESSAGE' },
+    'the top Via, compact or not',
+  )
   t.equal(parseResponse(Buffer.from('MESSAGE sip:x SIP/2.0\r\n\r\n')), undefined, 'a request is no response')
   t.equal(parseResponse(Buffer.from('\u0000\u0001garbage')), undefined)
 })
@@ -85,7 +137,17 @@ async function peer(answer: (m: SipMessage, n: number) => number[]) {
     const m = parseSipMessage('received', buf.toString('utf8'))
     got.push(m)
     for (const status of answer(m, got.length)) {
-      const res = [`SIP/2.0 ${status} ${status === 100 ? 'Trying' : status === 202 ? 'Accepted' : 'Not Found'}`, `Via: ${m.header('Via')};received=127.0.0.1`, `From: ${m.header('From')}`, `To: ${m.header('To')};tag=p`, `Call-ID: ${m.header('Call-ID')}`, `CSeq: ${m.header('CSeq')}`, 'Content-Length: 0', '', ''].join('\r\n')
+      const res = [
+        `SIP/2.0 ${status} ${status === 100 ? 'Trying' : status === 202 ? 'Accepted' : 'Not Found'}`,
+        `Via: ${m.header('Via')};received=127.0.0.1`,
+        `From: ${m.header('From')}`,
+        `To: ${m.header('To')};tag=p`,
+        `Call-ID: ${m.header('Call-ID')}`,
+        `CSeq: ${m.header('CSeq')}`,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n')
       socket.send(res, from.port, from.address)
     }
   })
@@ -103,7 +165,11 @@ t.test('the client retransmits until it hears a final answer, and settles on the
   t.same(await client.send(p.target, text), { status: 202, reason: 'Accepted' })
   t.equal(p.got.length, 3, 'two retransmissions before the answer')
   t.equal(new Set(p.got.map((m) => m.header('Via'))).size, 1, 'retransmissions are the same request (same branch)')
-  t.same(await client.send(p.target, text), { status: 202, reason: 'Accepted' }, 'the client goes on after a duplicate answer')
+  t.same(
+    await client.send(p.target, text),
+    { status: 202, reason: 'Accepted' },
+    'the client goes on after a duplicate answer',
+  )
   t.not(p.got[3]!.header('Via'), p.got[0]!.header('Via'), 'a new text is a new transaction')
 })
 
@@ -142,18 +208,34 @@ t.test('the source port is the one asked for', async (t) => {
 })
 
 const asterisk = findAsterisk()
-t.test('a real Asterisk takes a MESSAGE from the websms endpoint', { skip: typeof asterisk === 'string' ? asterisk : false }, async (t) => {
-  if (typeof asterisk === 'string') return
-  const pbx = await startTestPbx(asterisk)
-  t.teardown(() => pbx.stop())
-  const target = { host: '127.0.0.1', port: pbx.sipPort }
-  const client = await openSipClient({ localPort: pbx.websmsPort })
-  t.teardown(() => client.close())
-  t.same(await client.send(target, { to: '+12025550102', from: '+46701234567', body: 'hi 👋' }), { status: 202, reason: 'Accepted' }, "to a user's number")
-  await pbx.waitForLog(/Text for PJSIP\/bob not delivered: no phone is registered/)
-  t.pass('the dial plan took it to the user (no phone registered)')
-  t.equal((await client.send(target, { to: 'no-such-exten', from: '+46701234567', body: 'hi' })).status, 404, 'to something that is no number')
-  const stranger = await openSipClient()
-  t.teardown(() => stranger.close())
-  t.equal((await stranger.send(target, { to: '+12025550102', from: '+46701234567', body: 'hi' })).status, 401, 'from another port (not the websms endpoint): challenged')
-})
+t.test(
+  'a real Asterisk takes a MESSAGE from the websms endpoint',
+  { skip: typeof asterisk === 'string' ? asterisk : false },
+  async (t) => {
+    if (typeof asterisk === 'string') return
+    const pbx = await startTestPbx(asterisk)
+    t.teardown(() => pbx.stop())
+    const target = { host: '127.0.0.1', port: pbx.sipPort }
+    const client = await openSipClient({ localPort: pbx.websmsPort })
+    t.teardown(() => client.close())
+    t.same(
+      await client.send(target, { to: '+12025550102', from: '+46701234567', body: 'hi 👋' }),
+      { status: 202, reason: 'Accepted' },
+      "to a user's number",
+    )
+    await pbx.waitForLog(/Text for PJSIP\/bob not delivered: no phone is registered/)
+    t.pass('the dial plan took it to the user (no phone registered)')
+    t.equal(
+      (await client.send(target, { to: 'no-such-exten', from: '+46701234567', body: 'hi' })).status,
+      404,
+      'to something that is no number',
+    )
+    const stranger = await openSipClient()
+    t.teardown(() => stranger.close())
+    t.equal(
+      (await stranger.send(target, { to: '+12025550102', from: '+46701234567', body: 'hi' })).status,
+      401,
+      'from another port (not the websms endpoint): challenged',
+    )
+  },
+)
