@@ -2,7 +2,7 @@
 // README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
 import { isIP } from 'node:net'
 
-export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS'
+export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS' | 'Bans'
 
 export interface Setting {
   name: string
@@ -358,6 +358,70 @@ export const SETTINGS: readonly Setting[] = [
     group: 'WebSMS',
     doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts',
     default: '/var/spool/asterisk/websms',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'BAN_MODE',
+    group: 'Bans',
+    doc: 'How banned addresses are kept out: nftables in the container (needs cap_add NET_ADMIN), Asterisk refusing them (a PJSIP ACL), auto (nftables when it works, else Asterisk), or off',
+    default: 'auto',
+    allowed: 'auto, nft, asterisk or off',
+    parse: oneOf('auto', 'nft', 'asterisk', 'off'),
+  },
+  {
+    name: 'BAN_THRESHOLD',
+    group: 'Bans',
+    doc: 'Failed SIP attempts (unknown account, wrong password, refused by an ACL) from one address within BAN_WINDOW_SECONDS that ban it; a login that succeeds clears the count',
+    default: '10',
+    allowed: 'a whole number 1-1000',
+    parse: intRange(1, 1000),
+  },
+  {
+    name: 'BAN_WINDOW_SECONDS',
+    group: 'Bans',
+    doc: 'How far back failed attempts count toward BAN_THRESHOLD',
+    default: '600',
+    allowed: 'a whole number 1-86400',
+    parse: intRange(1, 86400),
+  },
+  {
+    name: 'BAN_TIME_SECONDS',
+    group: 'Bans',
+    doc: 'How long a first ban lasts; each repeat lasts BAN_REPEAT_FACTOR times the one before',
+    default: '1200',
+    allowed: 'a whole number 1-31536000',
+    parse: intRange(1, 31536000),
+  },
+  {
+    name: 'BAN_REPEAT_FACTOR',
+    group: 'Bans',
+    doc: 'How much longer each ban of a repeat offender is than the one before; an address counts as a repeat offender until BAN_MAX_SECONDS after its last ban ended',
+    default: '4',
+    allowed: 'a whole number 1-100',
+    parse: intRange(1, 100),
+  },
+  {
+    name: 'BAN_MAX_SECONDS',
+    group: 'Bans',
+    doc: 'The longest a ban lasts, however often the address came back',
+    default: '604800 (a week)',
+    allowed: 'a whole number 1-31536000',
+    parse: intRange(1, 31536000),
+  },
+  {
+    name: 'BAN_ALLOW',
+    group: 'Bans',
+    doc: 'Addresses never banned, besides loopback, the local networks (SIP_LOCAL_NET, local_net) and the trunks (remote_hosts, identify match)',
+    default: 'none',
+    allowed: 'a list of address/prefix, e.g. 203.0.113.7,2001:db8::/48',
+    parse: cidrList,
+  },
+  {
+    name: 'BAN_FILE',
+    group: 'Bans',
+    doc: 'Where active bans are kept across restarts (on the volume); `privatedial bans` reads it',
+    default: '/var/lib/asterisk/db/bans.json',
     allowed: 'an absolute path',
     parse: path,
   },

@@ -102,6 +102,24 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
   ACME_FILE: { good: [['/traefik/acme.json', '/traefik/acme.json']], bad: ['acme.json'] },
   WEBSMS_PORT: { good: [['8080', '8080']], bad: ['http'] },
   WEBSMS_SPOOL_DIR: { good: [['/srv/websms', '/srv/websms']], bad: ['websms'] },
+  BAN_MODE: {
+    good: [
+      ['NFT', 'nft'],
+      ['asterisk', 'asterisk'],
+      ['off', 'off'],
+    ],
+    bad: ['iptables', 'fail2ban'],
+  },
+  BAN_THRESHOLD: { good: [['10', '10']], bad: ['0', '1001', 'ten'] },
+  BAN_WINDOW_SECONDS: { good: [['600', '600']], bad: ['0', '10m'] },
+  BAN_TIME_SECONDS: { good: [['1200', '1200']], bad: ['-5', '20 min'] },
+  BAN_REPEAT_FACTOR: { good: [['4', '4']], bad: ['0', '1.5'] },
+  BAN_MAX_SECONDS: { good: [['604800', '604800']], bad: ['31536001'] },
+  BAN_ALLOW: {
+    good: [['203.0.113.7, 2001:db8::/48', '203.0.113.7,2001:db8::/48']],
+    bad: ['office.example.com', '10.0.0.0/8;drop'],
+  },
+  BAN_FILE: { good: [['/srv/bans.json', '/srv/bans.json']], bad: ['bans.json'] },
   ASTERISK_CONF_DIR: { good: [['/etc/asterisk', '/etc/asterisk']], bad: ['etc/asterisk'] },
   ASTERISK_BIN: {
     good: [
