@@ -9,7 +9,9 @@ interface Command {
   summary: string
   usage: string
   options?: Record<string, { type: 'boolean' | 'string'; short?: string; doc: string }>
-  run: (ctx: Context, values: Record<string, string | boolean | undefined>) => Promise<number>
+  /** Words after the command it takes (`bans delete ADDRESS`). */
+  positionals?: boolean
+  run: (ctx: Context, values: Record<string, string | boolean | undefined>, positionals: string[]) => Promise<number>
 }
 
 export interface Context {
@@ -74,6 +76,32 @@ const COMMANDS: Record<string, Command> = {
         return EXIT.failure
       }
       return EXIT.ok
+    },
+  },
+  bans: {
+    summary: 'list the addresses banned for failed logins; `bans delete ADDRESS` lifts one at once',
+    usage: 'privatedial bans [delete ADDRESS]',
+    positionals: true,
+    async run(ctx, _values, args) {
+      const { DEFAULT_BAN_FILE } = await import('./ban/service.ts')
+      const { liftBan, listBans } = await import('./ban/cli.ts')
+      const file = ctx.settings.get('BAN_FILE')?.value ?? DEFAULT_BAN_FILE
+      if (!args.length) {
+        ctx.out(await listBans(file))
+        return EXIT.ok
+      }
+      const [verb, address, ...more] = args
+      if (verb !== 'delete' || address === undefined || more.length)
+        throw new UsageError(`bans: expected \`bans\` or \`bans delete ADDRESS\`, got \`bans ${args.join(' ')}\``)
+      const r = await liftBan(file, address)
+      if (r.lifted) {
+        ctx.out(`lifted the ban on ${r.address}\n`)
+        return EXIT.ok
+      }
+      ctx.log.error(
+        `the ban service did not take the request to lift ${r.address} (is \`privatedial run\` running?); it is lifted when run next starts`,
+      )
+      return EXIT.failure
     },
   },
   health: {
@@ -144,11 +172,12 @@ export async function main(
       throw new UsageError(`unknown command \`${name}\`; expected one of ${Object.keys(COMMANDS).join(', ')}`)
     const options = { help: { type: 'boolean' as const, short: 'h' }, ...command.options }
     let values: Record<string, string | boolean | undefined> = {}
+    let positionals: string[] = []
     // node:util costs a start ~6 ms; `run` and `health` have no arguments to parse.
     if (rest.length) {
       const { parseArgs } = await import('node:util')
       try {
-        values = parseArgs({ args: rest, options, allowPositionals: false }).values
+        ;({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: !!command.positionals }))
       } catch (err) {
         throw new UsageError(`${name}: ${(err as Error).message}`)
       }
@@ -160,7 +189,7 @@ export async function main(
     const { settings, problems } = readSettings(env, { readFile: (p) => readFileSync(p, 'utf8') })
     if (problems.length) throw new ConfigError(problems)
     const confDir = settings.get('ASTERISK_CONF_DIR')?.value ?? '/etc/asterisk'
-    return await command.run({ env, settings, confDir, log, out }, values)
+    return await command.run({ env, settings, confDir, log, out }, values, positionals)
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const p of err.problems) log.error(p)

@@ -54,3 +54,7 @@ export async function liftRequests(file: string): Promise<string[]> {
 export async function liftDone(file: string, address: string): Promise<void> {
   await rm(join(liftDir(file), address), { force: true })
 }
+
+export async function liftPending(file: string, address: string): Promise<boolean> {
+  return (await liftRequests(file)).includes(address)
+}

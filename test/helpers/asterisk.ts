@@ -128,6 +128,8 @@ export interface AsteriskOptions {
   edit?: Record<string, (doc: ConfDoc) => void>
   /** Text appended to files of the config copy, by file name. */
   append?: Record<string, string>
+  /** Each line Asterisk prints, as it arrives (a service under test reads them as run's do). */
+  onLine?: (line: string) => void
 }
 
 export interface Asterisk {
@@ -263,6 +265,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   const child: Child = spawnAsterisk(target, {
     onLine: (line) => {
       output += `${line}\n`
+      opts.onLine?.(line)
       for (const l of listeners) l()
     },
   })

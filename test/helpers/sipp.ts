@@ -97,6 +97,10 @@ export interface SippOptions {
   transport?: 'udp' | 'tcp'
   /** media.pcap in the run dir, which scenarios play once a call is up. */
   media?: Uint8Array
+  /** Send from this address in a network namespace the test made, instead of 127.0.0.1. */
+  netns?: { name: string; address: string }
+  /** sipp's -timeout: how long the whole run may take (default 90s). */
+  timeout?: string
 }
 
 export interface SippResult {
@@ -132,13 +136,15 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   await copyFile(join(SCENARIOS, opts.scenario), scenario)
   await writeFile(join(dir, 'media.pcap'), opts.media ?? rtpPcap([]))
   const mediaPort = await freePort([2])
+  const ip = opts.netns?.address ?? '127.0.0.1'
+  const host = ip.includes(':') ? `[${ip}]` : ip
   const keys: Record<string, string> = {
     user: opts.auth?.user ?? 'sipp',
     from: opts.auth?.user ?? 'sipp',
-    via: `127.0.0.1:${opts.port}`,
-    contact: `sip:${opts.auth?.user ?? 'sipp'}@127.0.0.1:${opts.port}`,
+    via: `${host}:${opts.port}`,
+    contact: `sip:${opts.auth?.user ?? 'sipp'}@${host}:${opts.port}`,
     expires: '300',
-    sdp_host: '127.0.0.1',
+    sdp_host: ip,
     video: '',
     header: 'X-Test: sipp',
     body: '',
@@ -150,11 +156,11 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '-sf',
     scenario,
     '-i',
-    '127.0.0.1',
+    ip,
     '-p',
     String(opts.port),
     '-mi',
-    '127.0.0.1',
+    ip,
     '-mp',
     String(mediaPort),
     '-t',
@@ -162,7 +168,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '-m',
     String(opts.calls ?? 1),
     '-timeout',
-    '90s',
+    opts.timeout ?? '90s',
     '-timeout_error',
     '-nostdin',
     '-trace_msg',
@@ -174,7 +180,9 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
   ]
-  const child = spawn(bin, args, { cwd: dir, stdio: 'ignore' })
+  const child = opts.netns
+    ? spawn('ip', ['netns', 'exec', opts.netns.name, bin, ...args], { cwd: dir, stdio: 'ignore' })
+    : spawn(bin, args, { cwd: dir, stdio: 'ignore' })
   if (!reaping) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
   reaping = true
   running.add(child)
@@ -190,7 +198,11 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   // Listening: its port is taken. A sipp that exits first (bad scenario, port in use) ends the wait.
   let gone = false
   void exited.then(() => (gone = true))
-  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp'));) {
+  // (In a namespace of its own nothing else takes its port, and what it reaches it calls first.)
+  for (
+    const deadline = Date.now() + 10_000;
+    !opts.netns && !gone && (await bindable(opts.port, opts.transport ?? 'udp'));
+  ) {
     if (Date.now() > deadline) throw new Error(`sipp ${opts.scenario} did not listen on ${opts.port} within 10 s`)
     await new Promise((r) => setTimeout(r, 20))
   }
