@@ -25,6 +25,7 @@ const MAX_TRACKED = 10_000
 const MAX_BANS = 10_000
 /** Trunks named by DNS may move; their addresses are looked up again this often. */
 const ALLOW_REFRESH_MS = 5 * 60_000
+const SAVE_INTERVAL_MS = 1000
 
 export interface BanServiceOptions {
   /** nft's argv (tests run it inside the network namespace they made). */
@@ -111,13 +112,20 @@ export function banService(opts: BanServiceOptions = {}): BanService {
           for (const [a, why] of remove) if (!policy.isBanned(a)) removes.set(a, why)
         }
       }
-      try {
-        await saveBans(file, { version: 1, mode: enforcer?.mode ?? 'off', savedAt: now(), ...policy.snapshot() })
-      } catch (err) {
-        log.error(`bans not saved to ${file}: ${(err as Error).message}; they are lost on restart`)
-      }
+      // Under a flood the file is written once a second, not after every batch: each write is
+      // the whole list, and a crash loses at most the last second's bans.
+      if (!dirty || now() - savedAt >= SAVE_INTERVAL_MS) await save()
     }
     pumping = undefined
+  }
+  let savedAt = 0
+  const save = async () => {
+    savedAt = now()
+    try {
+      await saveBans(file, { version: 1, mode: enforcer?.mode ?? 'off', savedAt, ...policy.snapshot() })
+    } catch (err) {
+      log.error(`bans not saved to ${file}: ${(err as Error).message}; they are lost on restart`)
+    }
   }
   const kick = (): Promise<void> => {
     dirty = true
