@@ -474,6 +474,22 @@ export const SETTINGS: readonly Setting[] = [
     parse: pathList,
   },
   {
+    name: 'LOG_FILE_MAX_MB',
+    group: 'Runtime',
+    doc: "Size at which Asterisk's log files on the volume (logger.conf's file channels, e.g. security) are rotated",
+    default: '10',
+    allowed: 'a whole number 1-100000',
+    parse: intRange(1, 100000),
+  },
+  {
+    name: 'LOG_FILE_KEEP',
+    group: 'Runtime',
+    doc: 'Rotated log files kept beside each one; older ones are removed',
+    default: '3',
+    allowed: 'a whole number 0-100',
+    parse: intRange(0, 100),
+  },
+  {
     name: 'ASTERISK_USER',
     group: 'Runtime',
     doc: 'User Asterisk runs as when started as root',

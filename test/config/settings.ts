@@ -159,6 +159,8 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
     ],
     bad: ['extensions_local.conf'],
   },
+  LOG_FILE_MAX_MB: { good: [['10', '10']], bad: ['0', '10M'] },
+  LOG_FILE_KEEP: { good: [['0', '0']], bad: ['101', 'all'] },
   ASTERISK_USER: { good: [['asterisk', 'asterisk']], bad: ['ast erisk', 'a;b'] },
 }
 

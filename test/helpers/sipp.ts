@@ -101,6 +101,8 @@ export interface SippOptions {
   netns?: { name: string; address: string }
   /** sipp's -timeout: how long the whole run may take (default 90s). */
   timeout?: string
+  /** New calls a second (sipp's -r; its default is 10). */
+  rate?: number
 }
 
 export interface SippResult {
@@ -167,6 +169,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     opts.transport === 'tcp' ? 't1' : 'u1',
     '-m',
     String(opts.calls ?? 1),
+    ...(opts.rate ? ['-r', String(opts.rate)] : []),
     '-timeout',
     opts.timeout ?? '90s',
     '-timeout_error',
