@@ -29,7 +29,7 @@ RUN set -eux; \
     useradd --system --uid 5060 --gid 5060 --home-dir /var/lib/asterisk --no-create-home --shell /usr/sbin/nologin asterisk; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      asterisk asterisk-modules asterisk-core-sounds-en-gsm tini ca-certificates tzdata; \
+      asterisk asterisk-modules asterisk-core-sounds-en-gsm tini ca-certificates tzdata nftables; \
     rm -rf /var/lib/apt/lists/* /etc/asterisk/*; \
     asterisk -V
 COPY --from=node /usr/local/bin/node /usr/local/bin/node

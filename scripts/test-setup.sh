@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh Debian machine, idempotent: Debian's pebble (ACME test CA),
-# sip-tester (sipp), debootstrap and openssl; the npm dependencies (Node 24 among them); and the
-# Debian sid root with a real Asterisk (scripts/asterisk-root.sh), which `npm test` then finds.
+# sip-tester (sipp), debootstrap, openssl and nftables (the ban tests run nft in network
+# namespaces they make); the npm dependencies (Node 24 among them); and the Debian sid root with a
+# real Asterisk (scripts/asterisk-root.sh), which `npm test` then finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for cmd in pebble:pebble sipp:sip-tester debootstrap:debootstrap openssl:openssl; do
+for cmd in pebble:pebble sipp:sip-tester debootstrap:debootstrap openssl:openssl nft:nftables; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

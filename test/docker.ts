@@ -116,6 +116,17 @@ t.test('the one volume holds config, certificates, spool and logs, at the paths 
   t.match(readme, '| `/srv`', 'README volumes table')
 })
 
+t.test(
+  'bans can drop packets in the container: compose grants NET_ADMIN, the image has nft, the ban file is on the volume',
+  async (t) => {
+    t.same(pbx.cap_add, ['NET_ADMIN'], 'compose adds NET_ADMIN, and nothing more')
+    t.match(dockerfile, /apt-get install[^\n]*\n?[^\n]*\bnftables\b/, 'the image installs nftables')
+    const banFile = SETTINGS.find((s) => s.name === 'BAN_FILE')!.default
+    t.ok(banFile.startsWith('/var/lib/asterisk/db/'), `${banFile} is under /var/lib/asterisk/db, which lives in /srv`)
+    t.match(dockerfile, /\/var\/lib\/asterisk\/db; do/, 'the Dockerfile links /var/lib/asterisk/db into /srv')
+  },
+)
+
 t.test('Docker waits longer than run drains calls', async (t) => {
   const grace = Number(
     (pbx.environment as Record<string, string>).STOP_GRACE_SECONDS ??
