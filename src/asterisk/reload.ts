@@ -36,7 +36,14 @@ export interface ReloadDeps {
 export async function reloadChanged(files: string[], deps: ReloadDeps): Promise<boolean> {
   const now = deps.now ?? Date.now
   const names = files.map((f) => basename(f)).join(', ')
-  const problems = await deps.check()
+  let problems: string[]
+  try {
+    problems = await deps.check()
+  } catch (err) {
+    // A symlink loop or an unreadable include makes the check itself fail: that is a problem
+    // with the files like any other, never a reason to end the PBX.
+    problems = [`checking the config after the change to ${names} failed: ${(err as Error).message}`]
+  }
   if (problems.length) {
     for (const p of problems) deps.log.error(p)
     deps.log.error(
