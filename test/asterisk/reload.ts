@@ -62,6 +62,6 @@ t.test('a check that throws (a symlink loop, an unreadable include) is a logged 
   t.same(sent, [], 'nothing reloaded')
   t.match(
     log.lines.join('\n'),
-    /ERROR reload: checking the config after the change to pjsip_endpoint\.conf failed: ELOOP/,
+    /ERROR reload: checking the config after a change to pjsip_endpoint\.conf failed: ELOOP/,
   )
 })
