@@ -268,7 +268,7 @@ function configWatcher(
   return {
     name: 'watch',
     async start(ctx) {
-      const { watchFiles } = await import('./asterisk/watch.ts')
+      const { watchFiles } = await import('./base/watch.ts')
       if (ctx.signal.aborted) return
       const watcher = watchFiles({
         files: [

@@ -400,10 +400,12 @@ export function keepCertificateFresh(
   // Only Traefik mode loads the watcher (chokidar) here.
   const file = opts.mode === 'traefik' ? opts.traefikFile : undefined
   const watch = file
-    ? import('./traefik.ts').then(({ watchFileContent }) =>
-        watchFileContent(file, () => void checkNow('acme.json changed'), {
-          logger: log,
-          ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }),
+    ? import('../base/watch.ts').then(({ watchFiles }) =>
+        watchFiles({
+          files: [file],
+          log,
+          debounceMs: fresh.debounceMs ?? 500,
+          onChange: () => checkNow('acme.json changed'),
         }),
       )
     : undefined
