@@ -110,6 +110,7 @@ async function measure(
       rx: (c) => rx(conf.target, c),
       booted: () => alive,
     },
+    signal: new AbortController().signal,
   })
 
   let port = 5100

@@ -33,6 +33,9 @@ if (typeof asterisk === 'string') {
     TLS_CERT_FILE: conf.certFile,
     TLS_KEY_FILE: conf.keyFile,
     MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+    // Never nftables in the machine's own namespace, never the machine's /var/lib.
+    BAN_MODE: 'asterisk',
+    BAN_FILE: join(conf.dir, 'bans.json'),
   }
   const start = () => {
     const t0 = performance.now()

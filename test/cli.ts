@@ -25,7 +25,7 @@ const snapshot = (dir: string) =>
 t.test('--help lists every command and variable; each command has its own help', async (t) => {
   const r = await run(['--help'])
   t.equal(r.exitCode, 0)
-  for (const c of ['run', 'apply', 'check', 'cert', 'health']) {
+  for (const c of ['run', 'apply', 'check', 'cert', 'health', 'bans']) {
     t.match(r.stdout, new RegExp(`^  ${c} `, 'm'), c)
     const h = await run([c, '--help'])
     t.equal(h.exitCode, 0, `${c} --help`)

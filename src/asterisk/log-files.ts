@@ -7,6 +7,7 @@ import { readdir, rm, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join } from 'node:path'
 import { getValues, sections } from '../config/conf.ts'
 import { readConf } from '../config/files.ts'
+import { valueOf } from '../config/settings.ts'
 import type { Service } from '../service.ts'
 
 /** Channels that are not files. */
@@ -41,8 +42,8 @@ export function logFilesService(): Service {
   return {
     name: 'logfiles',
     async start(ctx) {
-      const maxBytes = Number(ctx.settings.get('LOG_FILE_MAX_MB')?.value ?? 10) * 2 ** 20
-      const keep = Number(ctx.settings.get('LOG_FILE_KEEP')?.value ?? 3)
+      const maxBytes = Number(valueOf(ctx.settings, 'LOG_FILE_MAX_MB')) * 2 ** 20
+      const keep = Number(valueOf(ctx.settings, 'LOG_FILE_KEEP'))
       const asterisk = await readConf(ctx.confDir, 'asterisk.conf')
       const logDir = (asterisk && getValues(asterisk, 'directories', 'astlogdir').at(-1)) ?? '/var/log/asterisk'
       const logger = await readConf(ctx.confDir, 'logger.conf')

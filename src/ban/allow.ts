@@ -59,7 +59,8 @@ export function isAllowed(list: BlockList, address: string): boolean {
 }
 
 /**
- * The allow list of the config in `confDir` and the settings' networks, trunk names resolved.
+ * The allow list of the config in `confDir` and the settings' networks, trunk names resolved
+ * unless `resolveHosts` is false (a DNS that does not answer must not hold up the start).
  * A name that does not resolve is logged and left out: the trunk then has no exemption until it
  * does (its own registrations keep working; only its failures could ban it).
  */
@@ -67,11 +68,12 @@ export async function readAllowList(
   confDir: string,
   extra: readonly string[],
   log: Logger,
+  resolveHosts = true,
 ): Promise<{ list: BlockList; networks: string[] }> {
   const { docs } = await readConfTree(confDir, 'pjsip.conf')
   const sources = allowSources(docs, extra)
   const networks = [...sources.networks]
-  for (const host of new Set(sources.hosts)) {
+  for (const host of resolveHosts ? new Set(sources.hosts) : []) {
     try {
       for (const a of await lookup(host, { all: true })) networks.push(a.address)
     } catch (err) {

@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { mkdir, rename } from 'node:fs/promises'
 import type { BlockList } from 'node:net'
 import type { Logger } from '../base/log.ts'
-import type { Settings } from '../config/settings.ts'
+import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
 import { aclAddresses, aclProblem, writeAcl, ACL_FILE } from './acl.ts'
 import { isAllowed, readAllowList } from './allow.ts'
@@ -18,7 +18,6 @@ import { addScript, removeScript, runNft, setupScript, teardownScript, TABLE } f
 import { BanPolicy, type Ban, type PolicyConfig } from './policy.ts'
 import { liftDir, liftDone, liftRequests, loadBans, saveBans, type Mode } from './store.ts'
 
-export const DEFAULT_BAN_FILE = '/var/lib/asterisk/db/bans.json'
 /** See PolicyConfig.maxTracked: ~1 MB at most, far beyond a residential PBX's honest callers. */
 const MAX_TRACKED = 10_000
 /** One nftables element or ACL line each; a reload of 10,000 ACL lines still takes well under a second. */
@@ -41,13 +40,13 @@ export interface BanService extends Service {
 }
 
 export function policyConfig(settings: Settings): PolicyConfig {
-  const num = (name: string, fallback: number) => Number(settings.get(name)?.value ?? fallback)
+  const num = (name: string) => Number(valueOf(settings, name))
   return {
-    threshold: num('BAN_THRESHOLD', 10),
-    windowMs: num('BAN_WINDOW_SECONDS', 600) * 1000,
-    banMs: num('BAN_TIME_SECONDS', 1200) * 1000,
-    repeatFactor: num('BAN_REPEAT_FACTOR', 4),
-    maxBanMs: num('BAN_MAX_SECONDS', 604800) * 1000,
+    threshold: num('BAN_THRESHOLD'),
+    windowMs: num('BAN_WINDOW_SECONDS') * 1000,
+    banMs: num('BAN_TIME_SECONDS') * 1000,
+    repeatFactor: num('BAN_REPEAT_FACTOR'),
+    maxBanMs: num('BAN_MAX_SECONDS') * 1000,
     maxTracked: MAX_TRACKED,
     maxBans: MAX_BANS,
   }
@@ -68,9 +67,10 @@ export function banService(opts: BanServiceOptions = {}): BanService {
   const now = opts.now ?? Date.now
   const nftCommand = opts.nft ?? ['nft']
   let running = false
+  let stopped = false
   let log: Logger
   let policy: BanPolicy
-  let file = DEFAULT_BAN_FILE
+  let file = ''
   let allow: BlockList | undefined
   let enforcer: Enforcer | undefined
   let expiryTimer: NodeJS.Timeout | undefined
@@ -197,10 +197,10 @@ export function banService(opts: BanServiceOptions = {}): BanService {
     })
   }
 
-  const refreshAllow = async (ctx: ServiceContext) => {
+  const refreshAllow = async (ctx: ServiceContext, resolveHosts = true) => {
     const extra = ctx.settings.get('BAN_ALLOW')?.value.split(',') ?? []
     const local = ctx.settings.get('SIP_LOCAL_NET')?.value.split(',') ?? []
-    const { list } = await readAllowList(ctx.confDir, [...extra, ...local], log)
+    const { list } = await readAllowList(ctx.confDir, [...extra, ...local], log, resolveHosts)
     allow = list
     for (const b of policy.bans())
       if (isAllowed(list, b.address) && policy.lift(b.address)) unban(b.address, 'it is on the allow list now')
@@ -217,8 +217,9 @@ export function banService(opts: BanServiceOptions = {}): BanService {
   })
 
   const aclEnforcer = (ctx: ServiceContext): Enforcer => {
-    // Written but not yet read by a running Asterisk: reloaded once one is up.
-    let unread = true
+    // Changed on disk but not yet read by a running Asterisk: reloaded once one is up. A file
+    // with the same addresses as before needs no reload (an Asterisk that started since read it).
+    let unread = false
     const reload = async () => {
       if (!ctx.asterisk.booted()) return
       unread = false
@@ -227,12 +228,11 @@ export function banService(opts: BanServiceOptions = {}): BanService {
     return {
       mode: 'asterisk',
       apply: async () => {
-        await writeAcl(
-          ctx.confDir,
-          policy.bans().map((b) => b.address),
-        )
-        unread = true
-        await reload()
+        const want = policy.bans().map((b) => b.address)
+        const had = new Set(await aclAddresses(ctx.confDir))
+        await writeAcl(ctx.confDir, want)
+        if (had.size !== want.length || want.some((a) => !had.has(a))) unread = true
+        if (unread) await reload()
       },
       ready: async () => {
         if (unread) await reload()
@@ -279,9 +279,9 @@ export function banService(opts: BanServiceOptions = {}): BanService {
 
     async start(ctx) {
       log = ctx.log
-      file = ctx.settings.get('BAN_FILE')?.value ?? DEFAULT_BAN_FILE
+      file = valueOf(ctx.settings, 'BAN_FILE')!
       policy = new BanPolicy(policyConfig(ctx.settings))
-      const mode = ctx.settings.get('BAN_MODE')?.value ?? 'auto'
+      const mode = valueOf(ctx.settings, 'BAN_MODE')!
       if (mode === 'off') {
         if ((await aclAddresses(ctx.confDir)).length) await writeAcl(ctx.confDir, [])
         log.info('bans are off (BAN_MODE=off): failed logins are not counted and no address is banned')
@@ -297,16 +297,21 @@ export function banService(opts: BanServiceOptions = {}): BanService {
           `bans in ${file} can't be read (${(err as Error).message}); moved it to ${aside} and started with none`,
         )
       }
-      await refreshAllow(ctx)
-      enforcer = await chooseEnforcer(ctx, mode)
-      running = true
-      ctx.asterisk.onLine(onLine)
+      // Trunks named by DNS are added in the background: a resolver that hangs must not hold up
+      // the start, and a trunk's few failures in the meantime are far from a ban.
+      await refreshAllow(ctx, false)
+      const resolved = refreshAllow(ctx).catch((err: Error) => log.error(`resolving the trunks' names: ${err.message}`))
+      // Before the enforcer is chosen: an Asterisk that boots meanwhile is either seen booted by it
+      // or reported here.
       ctx.asterisk.onReady(() => {
-        if (running)
+        if (!stopped)
           enforcer
             ?.ready()
             .catch((err: Error) => log.error(`reloading ${ACL_FILE} after Asterisk started: ${err.message}`))
       })
+      enforcer = await chooseEnforcer(ctx, mode)
+      running = true
+      ctx.asterisk.onLine(onLine)
       const restored = policy.bans()
       log.info(
         restored.length
@@ -319,6 +324,7 @@ export function banService(opts: BanServiceOptions = {}): BanService {
       await mkdir(liftDir(file), { recursive: true })
       watcher = watch(liftDir(file), onLiftRequest)
       onLiftRequest()
+      void resolved.then(kick)
       allowTimer = setInterval(() => {
         refreshAllow(ctx).then(kick, (err: Error) => log.error(`refreshing the allow list: ${err.message}`))
       }, ALLOW_REFRESH_MS)
@@ -327,6 +333,7 @@ export function banService(opts: BanServiceOptions = {}): BanService {
 
     async stop(deadline) {
       running = false
+      stopped = true
       clearTimeout(expiryTimer)
       clearInterval(allowTimer)
       watcher?.close()

@@ -10,6 +10,11 @@ export interface Setting {
   doc: string
   /** Shown in docs; where it is a file's value, the file keeps what the user wrote while unset. */
   default: string
+  /**
+   * The value the code uses while the variable is unset, where that is not the file's own value:
+   * typed here once and read through valueOf, never again at the point of use.
+   */
+  value?: string
   /** Human description of what is allowed, used in error messages. */
   allowed: string
   /** Returns the normalised value, or a reason it is not allowed. */
@@ -251,6 +256,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Voicemail mail',
     doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
     default: '/var/spool/asterisk/minivm-outbox',
+    value: '/var/spool/asterisk/minivm-outbox',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -259,6 +265,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Certificate (PEM, full chain) the TLS transport serves',
     default: '/etc/ssl/asterisk/cert.pem',
+    value: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
     writes: 'pjsip_transport.conf [tls] cert_file',
@@ -268,6 +275,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Private key (PEM) of the certificate',
     default: '/etc/ssl/asterisk/priv_key.pem',
+    value: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
     writes: 'pjsip_transport.conf [tls] priv_key_file',
@@ -309,6 +317,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it',
     default: '80',
+    value: '80',
     allowed: 'a port number 1-65535',
     parse: port,
   },
@@ -358,6 +367,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'WebSMS',
     doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts',
     default: '/var/spool/asterisk/websms',
+    value: '/var/spool/asterisk/websms',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -366,6 +376,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'How banned addresses are kept out: nftables in the container (needs cap_add NET_ADMIN), Asterisk refusing them (a PJSIP ACL), auto (nftables when it works, else Asterisk), or off',
     default: 'auto',
+    value: 'auto',
     allowed: 'auto, nft, asterisk or off',
     parse: oneOf('auto', 'nft', 'asterisk', 'off'),
   },
@@ -374,6 +385,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'Failed SIP attempts (unknown account, wrong password, refused by an ACL) from one address within BAN_WINDOW_SECONDS that ban it; a login that succeeds clears the count',
     default: '10',
+    value: '10',
     allowed: 'a whole number 1-1000',
     parse: intRange(1, 1000),
   },
@@ -382,6 +394,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'How far back failed attempts count toward BAN_THRESHOLD',
     default: '600',
+    value: '600',
     allowed: 'a whole number 1-86400',
     parse: intRange(1, 86400),
   },
@@ -390,6 +403,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'How long a first ban lasts; each repeat lasts BAN_REPEAT_FACTOR times the one before',
     default: '1200',
+    value: '1200',
     allowed: 'a whole number 1-31536000',
     parse: intRange(1, 31536000),
   },
@@ -398,6 +412,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'How much longer each ban of a repeat offender is than the one before; an address counts as a repeat offender until BAN_MAX_SECONDS after its last ban ended',
     default: '4',
+    value: '4',
     allowed: 'a whole number 1-100',
     parse: intRange(1, 100),
   },
@@ -406,6 +421,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'The longest a ban lasts, however often the address came back',
     default: '604800 (a week)',
+    value: '604800',
     allowed: 'a whole number 1-31536000',
     parse: intRange(1, 31536000),
   },
@@ -422,6 +438,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Bans',
     doc: 'Where active bans are kept across restarts (on the volume); `privatedial bans` reads it',
     default: '/var/lib/asterisk/db/bans.json',
+    value: '/var/lib/asterisk/db/bans.json',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -430,6 +447,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Directory holding the Asterisk configuration',
     default: '/etc/asterisk',
+    value: '/etc/asterisk',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -438,6 +456,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Asterisk executable',
     default: 'asterisk (on PATH)',
+    value: 'asterisk',
     allowed: 'a command name or absolute path',
     parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')),
   },
@@ -446,6 +465,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Least severe log level printed',
     default: 'info',
+    value: 'info',
     allowed: 'debug, info, warn or error',
     parse: oneOf('debug', 'info', 'warn', 'error'),
   },
@@ -462,6 +482,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard',
     default: '8',
+    value: '8',
     allowed: 'a whole number 0-3600',
     parse: intRange(0, 3600),
   },
@@ -478,6 +499,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: "Size at which Asterisk's log files on the volume (logger.conf's file channels, e.g. security) are rotated",
     default: '10',
+    value: '10',
     allowed: 'a whole number 1-100000',
     parse: intRange(1, 100000),
   },
@@ -486,6 +508,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Rotated log files kept beside each one; older ones are removed',
     default: '3',
+    value: '3',
     allowed: 'a whole number 0-100',
     parse: intRange(0, 100),
   },
@@ -494,6 +517,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'User Asterisk runs as when started as root',
     default: 'asterisk',
+    value: 'asterisk',
     allowed: 'a user name',
     parse: word,
   },
@@ -568,6 +592,11 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
     settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
   }
   return { settings, problems }
+}
+
+/** The variable's value, or the table's default for it; undefined where the file's value applies. */
+export function valueOf(settings: Settings, name: string): string | undefined {
+  return settings.get(name)?.value ?? settingByName(name).value
 }
 
 export function settingByName(name: string): Setting {

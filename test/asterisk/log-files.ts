@@ -56,6 +56,7 @@ t.test(
       confDir: join(pbx.dir, 'etc'),
       log,
       asterisk: { onLine: (l) => void listeners.push(l), onReady: () => undefined, rx: pbx.rx, booted: () => true },
+      signal: new AbortController().signal,
     })
     t.teardown(() => service.stop(Date.now() + 5000))
     const rotations = () => log.lines.filter((l) => /rotated Asterisk's log files \(security \d/.test(l)).length

@@ -97,6 +97,7 @@ async function bed(t: Test, mode: Mode, extraEnv: Record<string, string> = {}): 
           rx: (c) => pbx.rx(c),
           booted: () => true,
         },
+        signal: new AbortController().signal,
       })
       t.teardown(() => service.stop(Date.now() + 5000))
       return service
