@@ -2,7 +2,6 @@
 // follow the file as Traefik renews.
 import { readFile } from 'node:fs/promises'
 import { wrap } from '../base/errors.ts'
-import type { Logger } from '../base/log.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
 import { missingNames } from './policy.ts'
 import type { KeyAndCert } from './selfsigned.ts'
