@@ -12,6 +12,9 @@ import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './aster
 import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
 import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
+import { logFilesService } from './asterisk/log-files.ts'
+import { isSecurityEventLine } from './ban/events.ts'
+import { banService } from './ban/service.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
@@ -111,7 +114,15 @@ export async function run(opts: RunOptions): Promise<number> {
   const first = await ensureCertificate(certOpts, { contactCa: false })
   await ownCert()
 
-  const asterisk = asteriskService({ target, user: user?.name, graceMs, log: phase('supervise') })
+  // The ban service logs one line per ban; Asterisk's security events, one per attempt, stay in
+  // the security log file.
+  const asterisk = asteriskService({
+    target,
+    user: user?.name,
+    graceMs,
+    log: phase('supervise'),
+    quiet: isSecurityEventLine,
+  })
   const reloadLog = phase('reload')
   const reloads = reloader({
     check: async () => (await configProblems()).problems,
@@ -133,6 +144,9 @@ export async function run(opts: RunOptions): Promise<number> {
   const services: Service[] = [
     ...(websms ? [websms] : []),
     asterisk,
+    // Right behind Asterisk: a scanner probes from the first second.
+    banService(),
+    logFilesService(),
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
     mailFlusher(),

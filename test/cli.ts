@@ -38,8 +38,15 @@ t.test('--help lists every command and variable; each command has its own help',
 t.test('usage errors exit 64 and say what was expected', async (t) => {
   const r = await run(['frobnicate'])
   t.equal(r.exitCode, 64)
-  t.match(r.stdout, /unknown command `frobnicate`; expected one of run, apply, check, cert, health/)
+  t.match(r.stdout, /unknown command `frobnicate`; expected one of run, apply, check, cert, bans, health/)
   t.equal((await run(['apply', '--force'])).exitCode, 64)
+  t.equal((await run(['apply', 'extra'])).exitCode, 64, 'a command that takes no words refuses them')
+  const bans = await run(['bans', 'remove', '203.0.113.5'])
+  t.equal(bans.exitCode, 64)
+  t.match(bans.stdout, /expected `bans` or `bans delete ADDRESS`, got `bans remove 203\.0\.113\.5`/)
+  const notAnAddress = await run(['bans', 'delete', '203.0.113.5;reboot'])
+  t.equal(notAnAddress.exitCode, 64)
+  t.match(notAnAddress.stdout, /expected an IPv4 or IPv6 address, got `203\.0\.113\.5;reboot`/)
 })
 
 t.test('bad environment exits 78, one line per problem, secrets masked, nothing changed', async (t) => {

@@ -147,6 +147,17 @@ else {
     t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp/m)
   })
 
+  t.test('bans: how they are enforced is logged; the attempts reach the ban service, not the log', async (t) => {
+    t.match(main.output(), /bans: bans are enforced by Asterisk: PJSIP answers a banned address with 403/)
+    const from = main.output().length
+    t.equal(await register('alice', 'not-her-password'), 401, 'a wrong password is refused')
+    // The ban service read the event (debug), and loopback is never banned.
+    await waitFor(/bans: 127\.0\.0\.1 is never banned; not counting: wrong password for alice/, from)
+    await waitFor(/Failed to authenticate/, from)
+    t.pass("Asterisk's notice of the failure is still on run's log")
+    t.notMatch(main.output().slice(from), /SECURITY\[/, "Asterisk's security events stay off it")
+  })
+
   t.test("a user added to pjsip_endpoint.conf can register after the save; removed, can't", async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
