@@ -272,4 +272,18 @@ else {
     const second = await b.logged(/banned 198\.18\.1\.2 for 6 s/, from)
     t.match(second, /strike=2/, 'the second ban is the first times BAN_REPEAT_FACTOR')
   })
+
+  t.test('an address on BAN_ALLOW is never banned', async (t) => {
+    const b = await bed(t, 'asterisk', { BAN_ALLOW: '198.18.1.2' })
+    await b.start()
+    await scan(b, 4)
+    await scan(b, 6)
+    // The IPv6 scan came after the IPv4 one, and the service takes events in order.
+    await b.logged(/banned fd77:0:0:1::2 /)
+    t.notOk(
+      b.log.lines.some((l) => /banned 198\.18\.1\.2/.test(l)),
+      'the same attempts from the allowed address did not ban it',
+    )
+    await answered(t, b, 4, 'the allowed address')
+  })
 }
