@@ -208,7 +208,15 @@ export function banService(opts: BanServiceOptions = {}): BanService {
 
   const nftEnforcer = (): Enforcer => ({
     mode: 'nft',
-    apply: (add, remove) => runNft(nftCommand, [...removeScript(remove), ...addScript(add, now())].join('\n')),
+    apply: async (add, remove) => {
+      try {
+        await runNft(nftCommand, [...removeScript(remove), ...addScript(add, now())].join('\n'))
+      } catch (err) {
+        // Someone else's `nft flush ruleset` (a firewall reload) takes our table with it.
+        log.warn(`updating nftables failed (${(err as Error).message}); making table ${TABLE} anew`)
+        await runNft(nftCommand, setupScript(policy.bans(), now()))
+      }
+    },
     ready: async () => undefined,
     stop: async () => {
       await runNft(nftCommand, teardownScript())
