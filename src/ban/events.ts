@@ -24,7 +24,8 @@ export interface SecurityEvent {
   reason: string
 }
 
-const PREFIX = /\bSECURITY\[\d+\]: \S+ \S+: SecurityEvent="([A-Za-z]+)"/
+// The console's form, `SECURITY[tid]: file.c:line function: `, and the log file's, `SECURITY[tid] file.c: `.
+const PREFIX = /\bSECURITY\[\d+\]:? \S+(?: \S+)?: SecurityEvent="([A-Za-z]+)"/
 
 /** Asterisk's per-attempt security lines: `run` keeps them off its own log (the ban service sums them up). */
 export function isSecurityEventLine(line: string): boolean {

@@ -12,8 +12,8 @@ export interface PolicyConfig {
   maxBanMs: number
   /**
    * Addresses whose failures (or past bans) are remembered at once. A flood of distinct
-   * addresses (IPv6 gives an attacker plenty) evicts the least recently seen first, so memory
-   * stays bounded whatever the flood.
+   * addresses (IPv6 gives an attacker plenty) evicts the ones seen first, so memory stays bounded
+   * whatever the flood.
    */
   maxTracked: number
   /** Bans at once; past it the one ending soonest makes room. */
@@ -63,7 +63,7 @@ function touch<V>(map: Map<string, V>, key: string, value: V, max: number): void
 
 export class BanPolicy {
   readonly cfg: PolicyConfig
-  /** Per address, the times of its failures in the window, oldest first, at most `threshold`. */
+  /** Per address, the times of its failures in the window, oldest first, at most `threshold`; first seen first. */
   private readonly failures = new Map<string, number[]>()
   private readonly active = new Map<string, Ban>()
   private readonly records = new Map<string, History>()
@@ -76,12 +76,18 @@ export class BanPolicy {
   failure(address: string, reason: string, now: number): Outcome | undefined {
     if (this.active.has(address)) return undefined
     const since = now - this.cfg.windowMs
-    const times = (this.failures.get(address) ?? []).filter((t) => t > since)
-    times.push(now)
-    if (times.length < this.cfg.threshold) {
-      touch(this.failures, address, times, this.cfg.maxTracked)
-      return undefined
+    // Changed in place: a Map entry deleted and set again on every failure leaves V8 rebuilding
+    // the Map's table over and over, which under a flood cost several MB of heap.
+    let times = this.failures.get(address)
+    if (!times) {
+      times = []
+      this.failures.set(address, times)
+      // First seen first forgotten.
+      if (this.failures.size > this.cfg.maxTracked) this.failures.delete(this.failures.keys().next().value!)
     }
+    while (times.length && times[0]! <= since) times.shift()
+    times.push(now)
+    if (times.length < this.cfg.threshold) return undefined
     this.failures.delete(address)
     const past = this.records.get(address)
     const strike = past && past.forgetAt > now ? past.strikes + 1 : 1

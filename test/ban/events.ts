@@ -43,6 +43,15 @@ t.test('failures, successes and the rest', async (t) => {
   for (const l of [INVALID_ACCOUNT, WRONG_PASSWORD, SUCCESS, CHALLENGE]) t.ok(isSecurityEventLine(l))
 })
 
+t.test("the security log file's lines read the same", async (t) => {
+  const inFile = INVALID_ACCOUNT.replace(
+    'SECURITY[21093]: res_security_log.c:114 security_event_stasis_cb:',
+    'SECURITY[940] res_security_log.c:',
+  )
+  t.not(inFile, INVALID_ACCOUNT)
+  t.same(parseSecurityEvent(inFile), parseSecurityEvent(INVALID_ACCOUNT))
+})
+
 t.test('a caller cannot have another address blamed through the text it controls', async (t) => {
   const forged = `x",LocalAddress="IPV4/UDP/192.0.2.1/5060",RemoteAddress="IPV4/UDP/192.0.2.99/5060`
   const inCallId = INVALID_ACCOUNT.replace('1-21098@127.0.0.1', forged)

@@ -80,7 +80,7 @@ t.test('lifting gives a clean slate', async (t) => {
 t.test('memory stays bounded under a flood of distinct addresses', async (t) => {
   const p = new BanPolicy({ ...cfg, maxTracked: 1000, maxBans: 100 })
   for (let i = 0; i < 100_000; i++) p.failure(`2001:db8::${i.toString(16)}`, 'x', i)
-  t.equal(p.tracked(), 1000, 'only the most recent addresses are tracked')
+  t.equal(p.tracked(), 1000, 'the addresses seen first are forgotten')
   for (let i = 0; i < 500; i++) fail(p, `10.0.${i >> 8}.${i & 255}`, 10, 200_000 + i)
   t.equal(p.bans().length, 100, 'bans are capped')
   const out = fail(p, '10.9.9.9', 10, 300_000)!
