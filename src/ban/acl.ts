@@ -9,6 +9,8 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 import { directives, sections, parseConf } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
+import { checkConfDir } from '../check.ts'
+import type { AsteriskView } from '../service.ts'
 
 export const ACL_FILE = 'pjsip_ban.conf'
 export const ACL_SECTION = 'privatedial-bans'
@@ -57,4 +59,22 @@ export async function aclProblem(confDir: string): Promise<string | undefined> {
   if ((!autoload && !loaded) || noload)
     return 'modules.conf does not load res_pjsip_acl.so; add the line `load => res_pjsip_acl.so` to it'
   return undefined
+}
+
+/**
+ * Makes a running Asterisk read the ACL file: `module reload res_pjsip.so`, which reads every
+ * PJSIP file, so only when the config dir passes the check (a user's half-saved endpoint file must
+ * not be loaded on our account), and again while Asterisk answers that another reload (a saved
+ * file's) is under way, which it otherwise ignores. Why not, or undefined once reloaded.
+ */
+export async function reloadAcl(confDir: string, asterisk: Pick<AsteriskView, 'rx'>): Promise<string | undefined> {
+  const { problems } = await checkConfDir(confDir)
+  if (problems.length)
+    return `the config has ${problems.length} problem(s), first: ${problems[0]}; the bans take effect with the reload that follows the fix`
+  for (let attempt = 1; ; attempt++) {
+    const out = await asterisk.rx('module reload res_pjsip.so')
+    if (!/already in progress/.test(out)) return undefined
+    if (attempt === 50) return `Asterisk kept answering \`${out.trim()}\``
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }

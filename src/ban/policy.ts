@@ -54,6 +54,15 @@ export function banLength(cfg: PolicyConfig, strike: number): number {
   return Math.min(cfg.maxBanMs, cfg.banMs * cfg.repeatFactor ** Math.max(0, strike - 1))
 }
 
+/** A ban's length as the log says it: 2 s, 20 min, 5 h, 7 days. */
+export function duration(ms: number): string {
+  const s = Math.round(ms / 1000)
+  if (s < 120) return `${s} s`
+  if (s < 2 * 3600) return `${Math.round(s / 60)} min`
+  if (s < 2 * 86400) return `${Math.round(s / 3600)} h`
+  return `${Math.round(s / 86400)} days`
+}
+
 /** Moves `key` to the end (most recent) of a Map used as an LRU list, and trims its head. */
 function touch<V>(map: Map<string, V>, key: string, value: V, max: number): void {
   map.delete(key)

@@ -11,11 +11,11 @@ import type { BlockList } from 'node:net'
 import type { Logger } from '../base/log.ts'
 import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
-import { aclAddresses, aclProblem, writeAcl, ACL_FILE } from './acl.ts'
+import { aclAddresses, aclProblem, reloadAcl, writeAcl, ACL_FILE } from './acl.ts'
 import { isAllowed, readAllowList } from './allow.ts'
 import { normalizeAddress, parseSecurityEvent } from './events.ts'
 import { addScript, removeScript, runNft, setupScript, teardownScript, TABLE } from './nft.ts'
-import { BanPolicy, type Ban, type PolicyConfig } from './policy.ts'
+import { BanPolicy, duration, type Ban, type PolicyConfig } from './policy.ts'
 import { liftDir, liftDone, liftRequests, loadBans, saveBans, type Mode } from './store.ts'
 
 /** See PolicyConfig.maxTracked: ~1 MB at most, far beyond a residential PBX's honest callers. */
@@ -51,8 +51,6 @@ export function policyConfig(settings: Settings): PolicyConfig {
     maxBans: MAX_BANS,
   }
 }
-
-const minutes = (ms: number) => (ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`)
 
 interface Enforcer {
   mode: Mode
@@ -97,7 +95,7 @@ export function banService(opts: BanServiceOptions = {}): BanService {
             remove.map(([a]) => a),
           )
           for (const b of add)
-            log.info(`banned ${b.address} for ${minutes(b.until - b.since)}: ${b.reason}`, {
+            log.info(`banned ${b.address} for ${duration(b.until - b.since)}: ${b.reason}`, {
               failures: b.count,
               strike: b.strike,
               until: new Date(b.until).toISOString(),
@@ -230,8 +228,9 @@ export function banService(opts: BanServiceOptions = {}): BanService {
     let unread = false
     const reload = async () => {
       if (!ctx.asterisk.booted()) return
-      unread = false
-      await ctx.asterisk.rx('module reload res_pjsip.so')
+      const why = await reloadAcl(ctx.confDir, ctx.asterisk)
+      if (why) log.error(`PJSIP not reloaded for the bans: ${why}`)
+      else unread = false
     }
     return {
       mode: 'asterisk',
@@ -260,7 +259,8 @@ export function banService(opts: BanServiceOptions = {}): BanService {
         // An ACL an earlier run left (it had no NET_ADMIN) would outlive its bans.
         if ((await aclAddresses(ctx.confDir)).length) {
           await writeAcl(ctx.confDir, [])
-          if (ctx.asterisk.booted()) await ctx.asterisk.rx('module reload res_pjsip.so')
+          const why = ctx.asterisk.booted() ? await reloadAcl(ctx.confDir, ctx.asterisk) : undefined
+          if (why) log.error(`PJSIP not reloaded to drop the old ACL: ${why}`)
         }
         return nftEnforcer()
       } catch (err) {
@@ -332,7 +332,7 @@ export function banService(opts: BanServiceOptions = {}): BanService {
       await mkdir(liftDir(file), { recursive: true })
       watcher = watch(liftDir(file), onLiftRequest)
       onLiftRequest()
-      void resolved.then(kick)
+      void resolved.then(() => (running ? kick() : undefined))
       allowTimer = setInterval(() => {
         refreshAllow(ctx).then(kick, (err: Error) => log.error(`refreshing the allow list: ${err.message}`))
       }, ALLOW_REFRESH_MS)

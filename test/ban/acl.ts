@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { aclAddresses, aclProblem, ACL_FILE, writeAcl } from '../../src/ban/acl.ts'
+import { aclAddresses, aclProblem, ACL_FILE, reloadAcl, writeAcl } from '../../src/ban/acl.ts'
 import { SHIPPED_CONFIG } from '../helpers/asterisk.ts'
 
 const dir = async (t: Test, files: Record<string, string>) => {
@@ -54,3 +54,27 @@ t.test('the shipped config applies the ACL; an older one says what to add', asyn
     'unless it is noloaded',
   )
 })
+
+t.test(
+  'PJSIP is reloaded for the ACL only with a config that passes the check, and again while another reload runs',
+  async (t) => {
+    const d = await mkdtemp(join(tmpdir(), 'pd-acl-'))
+    t.teardown(() => rm(d, { recursive: true, force: true }))
+    await cp(SHIPPED_CONFIG, d, { recursive: true })
+    const asked: string[] = []
+    // Asterisk's CLI as seen during a reload someone else started: refused twice, then done.
+    const answers = [
+      'A module reload request is already in progress; please be patient\n',
+      'A module reload request is already in progress; please be patient\n',
+      "Module 'res_pjsip.so' reloaded successfully.\n",
+    ]
+    const rx = async (c: string) => (asked.push(c), answers.shift()!)
+    t.equal(await reloadAcl(d, { rx }), undefined)
+    t.same(asked, Array(3).fill('module reload res_pjsip.so'), 'asked until it was done')
+
+    await writeFile(join(d, 'pjsip_endpoint.conf'), '[half-saved](w_term:nope)\n')
+    asked.length = 0
+    t.match(await reloadAcl(d, { rx }), /the config has 1 problem\(s\), first: pjsip_endpoint\.conf:1: .*w_term:nope/)
+    t.same(asked, [], "a half-saved endpoint file is not loaded on the bans' account")
+  },
+)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BanPolicy, banLength, type PolicyConfig } from '../../src/ban/policy.ts'
+import { BanPolicy, banLength, duration, type PolicyConfig } from '../../src/ban/policy.ts'
 
 const cfg: PolicyConfig = {
   threshold: 10,
@@ -113,4 +113,14 @@ t.test('a snapshot restores what is still in force', async (t) => {
     'bans over by then are dropped',
   )
   t.equal(r.nextExpiry(), 2_000_000 + 9000 + 80 * 60_000)
+})
+
+t.test('ban lengths read as people say them', async (t) => {
+  t.same([2_000, 1_200_000, 4_800_000, 19_200_000, 604_800_000].map(duration), [
+    '2 s',
+    '20 min',
+    '80 min',
+    '5 h',
+    '7 days',
+  ])
 })
