@@ -13,7 +13,6 @@ import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
 import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { logFilesService } from './asterisk/log-files.ts'
-import { isSecurityEventLine } from './ban/events.ts'
 import { banService } from './ban/service.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError, EXIT } from './base/errors.ts'
@@ -114,14 +113,15 @@ export async function run(opts: RunOptions): Promise<number> {
   const first = await ensureCertificate(certOpts, { contactCa: false })
   await ownCert()
 
-  // The ban service logs one line per ban; Asterisk's security events, one per attempt, stay in
-  // the security log file.
+  // The ban service logs one line per ban; the lines Asterisk prints per attempt (security
+  // events, refusals of a banned address) stay off run's log (the events stay in the security file).
+  const bans = banService()
   const asterisk = asteriskService({
     target,
     user: user?.name,
     graceMs,
     log: phase('supervise'),
-    quiet: isSecurityEventLine,
+    quiet: (line) => bans.quiet(line),
   })
   const reloadLog = phase('reload')
   const reloads = reloader({
@@ -145,7 +145,7 @@ export async function run(opts: RunOptions): Promise<number> {
     ...(websms ? [websms] : []),
     asterisk,
     // Right behind Asterisk: a scanner probes from the first second.
-    banService(),
+    bans,
     logFilesService(),
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),

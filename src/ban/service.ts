@@ -13,7 +13,7 @@ import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
 import { aclAddresses, aclProblem, reloadAcl, writeAcl, ACL_FILE } from './acl.ts'
 import { isAllowed, readAllowList } from './allow.ts'
-import { normalizeAddress, parseSecurityEvent } from './events.ts'
+import { isSecurityEventLine, normalizeAddress, parseSecurityEvent } from './events.ts'
 import { addScript, removeScript, runNft, setupScript, teardownScript, TABLE } from './nft.ts'
 import { BanPolicy, duration, type Ban, type PolicyConfig } from './policy.ts'
 import { liftDir, liftDone, liftRequests, loadBans, saveBans, type Mode } from './store.ts'
@@ -25,6 +25,8 @@ const MAX_BANS = 10_000
 /** Trunks named by DNS may move; their addresses are looked up again this often. */
 const ALLOW_REFRESH_MS = 5 * 60_000
 const SAVE_INTERVAL_MS = 1000
+/** PJSIP's two lines for a packet its ACL refused: acl.c's NOTICE and res_pjsip_acl.c's WARNING. */
+const REFUSED = /SIP ACL: Rejecting '([^']+)'|Incoming SIP message from (\[[^\]]+\]|[^\s:]+):\d+ did not pass ACL test/
 
 export interface BanServiceOptions {
   /** nft's argv (tests run it inside the network namespace they made). */
@@ -37,6 +39,12 @@ export interface BanService extends Service {
   settled(): Promise<void>
   /** How bans are enforced, once started. */
   mode(): Mode | undefined
+  /**
+   * Whether a line of Asterisk's output is one this service sums up, so run's log leaves it out:
+   * every security event (one per attempt; the ban is the line that counts), and PJSIP's refusal
+   * of an address this service banned (two per packet while the ACL keeps it out).
+   */
+  quiet(line: string): boolean
 }
 
 export function policyConfig(settings: Settings): PolicyConfig {
@@ -284,6 +292,13 @@ export function banService(opts: BanServiceOptions = {}): BanService {
     name: 'bans',
     settled: () => Promise.all([pumping, lifting]).then(() => undefined),
     mode: () => enforcer?.mode,
+    quiet(line) {
+      if (isSecurityEventLine(line)) return true
+      if (!running || !line.includes(' ACL')) return false
+      const m = REFUSED.exec(line)
+      const address = m && normalizeAddress(m[1] ?? m[2]!)
+      return !!address && policy.isBanned(address)
+    },
 
     async start(ctx) {
       log = ctx.log

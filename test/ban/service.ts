@@ -190,6 +190,22 @@ else {
         await refused(t, b, mode, 4)
         await phoneWorks(t, b, 4)
         t.equal(b.log.lines.filter((l) => /\bbanned 198\.18\.1\.2/.test(l)).length, 1, 'one log line per ban')
+        // What Asterisk prints per attempt stays off run's log (run asks quiet()); the rest stays on.
+        const printed = b.pbx.log().split('\n')
+        const perAttempt = printed.filter((l) => /SECURITY\[|198\.18\.1\.2.*ACL|ACL.*198\.18\.1\.2/.test(l))
+        t.ok(perAttempt.length >= (mode === 'asterisk' ? 3 : 1), 'Asterisk printed lines per attempt')
+        t.same(
+          perAttempt.filter((l) => !first.quiet(l)),
+          [],
+          'security events and refusals of the banned address are all quiet',
+        )
+        t.notOk(first.quiet(printed.find((l) => /Added contact/.test(l))!), "the phone's registration is not")
+        t.notOk(
+          first.quiet(
+            '[2026-12-01 09:01:04.269] WARNING[27398]: res_pjsip_acl.c:158 apply_acl: Incoming SIP message from 198.51.100.9:5060 did not pass ACL test',
+          ),
+          'nor a refusal by an ACL of your own',
+        )
 
         // A firewall reload elsewhere in the container flushes every table, ours with it: the
         // next ban makes it anew, with every ban in force.
