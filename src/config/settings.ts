@@ -2,7 +2,7 @@
 // README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
 import { isIP } from 'node:net'
 
-export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS'
+export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS' | 'Texts'
 
 export interface Setting {
   name: string
@@ -113,6 +113,16 @@ const acmeDirectory: Parse = (raw) => {
   const v = raw.trim()
   if (/^(production|staging)$/i.test(v)) return ok(v.toLowerCase())
   return /^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v) ? ok(v) : bad('not production, staging or an https:// URL')
+}
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
+
+/** A duration: whole seconds, or a number with s, m, h or d; normalised to seconds. */
+const duration: Parse = (raw) => {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(raw.trim())
+  if (!m) return bad('not a duration')
+  const seconds = Number(m[1]) * UNITS[m[2] || 's']!
+  return seconds >= 1 ? ok(String(seconds)) : bad('must be at least 1 s')
 }
 
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
@@ -360,6 +370,55 @@ export const SETTINGS: readonly Setting[] = [
     default: '/var/spool/asterisk/websms',
     allowed: 'an absolute path',
     parse: path,
+  },
+  {
+    name: 'TEXT_STORE_DIR',
+    group: 'Texts',
+    doc: 'Where texts for users whose phones are offline wait until a phone registers; survives restarts',
+    default: '/var/spool/asterisk/texts',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'TEXT_EXPIRY',
+    group: 'Texts',
+    doc: 'How long a text waits for a phone of its user; then the sender (a local user) gets a text saying it was not delivered',
+    default: '7d',
+    allowed: 'seconds, or a number with s, m, h or d (e.g. 7d)',
+    parse: duration,
+  },
+  {
+    name: 'TEXT_FANOUT',
+    group: 'Texts',
+    doc: "After a user's first phone got a text, how long other phones of the user that come online still get it",
+    default: '1h',
+    allowed: 'seconds, or a number with s, m, h or d',
+    parse: duration,
+  },
+  {
+    name: 'TEXT_MAX_PER_USER',
+    group: 'Texts',
+    doc: 'Most texts kept for one user whose phones are offline; the sender of one more is told it was not taken',
+    default: '500',
+    allowed: 'a whole number 1-100000',
+    parse: intRange(1, 100_000),
+  },
+  {
+    name: 'TEXT_MAX_BYTES_PER_USER',
+    group: 'Texts',
+    doc: 'Most bytes of text kept for one user whose phones are offline; likewise',
+    default: '1048576',
+    allowed: 'a whole number of bytes 1024-1073741824',
+    parse: intRange(1024, 1_073_741_824),
+  },
+  {
+    name: 'AMI_PORT',
+    group: 'Texts',
+    doc: "Port of Asterisk's manager interface on 127.0.0.1 (never another address), which tells the texts service when phones register; manager.conf is written at every start with a new secret",
+    default: '5038',
+    allowed: 'a port number 1-65535',
+    parse: port,
+    writes: 'manager.conf (whole file, at start)',
   },
   {
     name: 'ASTERISK_CONF_DIR',
