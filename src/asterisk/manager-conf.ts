@@ -2,6 +2,7 @@
 // one account whose secret is new each start, so no secret outlives the process that knows it and
 // nothing but this host can reach the interface.
 import { randomBytes } from 'node:crypto'
+import { chown } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 
@@ -40,9 +41,17 @@ export function managerConf(account: ManagerAccount): string {
   ].join('\n')
 }
 
-/** Writes manager.conf atomically, readable by its owner and group only (it holds the secret). */
-export async function writeManagerConf(confDir: string, account: ManagerAccount): Promise<string> {
+/**
+ * Writes manager.conf atomically, readable by its owner and group only (it holds the secret); with
+ * `owner`, the Asterisk user that must read it owns it.
+ */
+export async function writeManagerConf(
+  confDir: string,
+  account: ManagerAccount,
+  owner?: { uid: number; gid: number },
+): Promise<string> {
   const path = join(confDir, 'manager.conf')
   await writeFileAtomic(path, managerConf(account), { mode: 0o640, forceMode: true })
+  if (owner) await chown(path, owner.uid, owner.gid)
   return path
 }

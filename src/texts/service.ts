@@ -93,7 +93,12 @@ export interface TextsService extends Service {
   readonly apiPort: number | undefined
 }
 
-export function textsService(): TextsService {
+export interface TextsServiceOptions {
+  /** The user Asterisk runs as, when `run` drops root: it must read manager.conf. */
+  asteriskOwner?: { uid: number; gid: number }
+}
+
+export function textsService(opts: TextsServiceOptions = {}): TextsService {
   let store: Store | undefined
   let deliverer: Deliverer | undefined
   let ami: Ami | undefined
@@ -118,7 +123,7 @@ export function textsService(): TextsService {
 
     // Asterisk reads manager.conf when it starts, or when told to: either way before we log in.
     const account = newManagerAccount(cfg.amiPort)
-    const path = await writeManagerConf(ctx.confDir, account)
+    const path = await writeManagerConf(ctx.confDir, account, opts.asteriskOwner)
     log.info(`wrote ${path}: the manager interface on 127.0.0.1:${cfg.amiPort}, a new secret`)
     const a = openAmi({ ...account, log, events: 'system', retryMs: { base: 100, max: 1000 } })
     ami = a
