@@ -86,6 +86,20 @@ const COMMANDS: Record<string, Command> = {
       return r.ok ? EXIT.ok : EXIT.failure
     },
   },
+  texts: {
+    summary: 'list the texts kept for phones that are offline: per user, how many, the oldest, their size',
+    usage: 'privatedial texts [--bodies]',
+    options: {
+      bodies: { type: 'boolean', doc: 'also list each text: when it was sent, by whom, to how many phones, its body' },
+    },
+    async run(ctx, values) {
+      const { DEFAULT_TEXT_STORE_DIR, readStoreDir } = await import('./texts/store.ts')
+      const { formatReport } = await import('./texts/report.ts')
+      const dir = ctx.settings.get('TEXT_STORE_DIR')?.value ?? DEFAULT_TEXT_STORE_DIR
+      ctx.out(formatReport(dir, await readStoreDir(dir), { bodies: values.bodies === true }))
+      return EXIT.ok
+    },
+  },
 }
 
 function helpText(): string {

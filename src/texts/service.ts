@@ -18,9 +18,8 @@ import type { Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
 import { noticeText } from '../websms/service.ts'
 import { createDeliverer, type Deliverer } from './deliver.ts'
-import { openStore, type NewText, type Store, type StoredText } from './store.ts'
+import { DEFAULT_TEXT_STORE_DIR, openStore, type NewText, type Store, type StoredText } from './store.ts'
 
-export const DEFAULT_TEXT_STORE_DIR = '/var/spool/asterisk/texts'
 /** How long after a send a phone that proves unreachable gets the text again: OPTIONS time-out plus slack. */
 const CONFIRM_MS = 5000
 const MAX_REQUEST_BYTES = 16 * 1024
