@@ -353,7 +353,7 @@ export interface TestPbx extends Asterisk {
 async function testPbxOptions(
   opts: AsteriskOptions,
 ): Promise<{ options: AsteriskOptions; trunkPort: number; websmsPort: number }> {
-  const [trunkPort, websmsPort] = [await freePort(), await freePort()]
+  const [trunkPort, websmsPort, textStorePort] = [await freePort(), await freePort(), await freePort()]
   const endpoints = parseConf(
     await readFile(join(SCENARIO_FIXTURES, 'pjsip_endpoint.conf'), 'utf8'),
     'pjsip_endpoint.conf',
@@ -362,7 +362,16 @@ async function testPbxOptions(
   const options = {
     ...opts,
     endpoints: printConf(endpoints),
-    edit: { 'pjsip.conf': (doc: ConfDoc) => setValue(doc, 'websms', 'match', `127.0.0.1:${websmsPort}`), ...opts.edit },
+    edit: {
+      'pjsip.conf': (doc: ConfDoc) => setValue(doc, 'websms', 'match', `127.0.0.1:${websmsPort}`),
+      ...opts.edit,
+      // A port of its own for the texts service: suites running at once must not get each other's
+      // texts. A test's own edit of the file comes after, and may name another.
+      'extensions_local.conf': (doc: ConfDoc) => {
+        setValue(doc, 'globals', 'TEXT_STORE_PORT', String(textStorePort))
+        opts.edit?.['extensions_local.conf']?.(doc)
+      },
+    },
   }
   return { options, trunkPort, websmsPort }
 }
