@@ -2,7 +2,7 @@
 // reload of pjsip_endpoint.conf, SIGHUP, crash restart, and a stop that leaves nothing behind.
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
@@ -166,7 +166,7 @@ else {
     const original = readFileSync(file, 'utf8')
     const from = main.output().length
     writeFileSync(file, `${original}\n[grace](w_term:nope)\ninbound_auth/username = grace\n`)
-    await waitFor(/not reloading after the change to pjsip_endpoint\.conf/, from)
+    await waitFor(/not reloading after a change to pjsip_endpoint\.conf/, from)
     t.match(
       main.output().slice(from),
       /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/,
@@ -200,7 +200,7 @@ else {
     const pid = execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim()
     const from = main.output().length
     proc.kill('SIGHUP')
-    await waitFor(/reloaded Asterisk \(core reload\)/, from)
+    await waitFor(/reloaded after SIGHUP command="core reload"/, from)
     t.equal(
       execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(),
       pid,
@@ -329,5 +329,65 @@ else {
     t.equal(r.exitCode, 0, `run exits 0 on its own\n${output().slice(output().indexOf('received SIGTERM'))}`)
     t.match(output(), /Asterisk stopped/)
     t.same(stillRunning(kids), [], 'no process of run is left')
+  })
+
+  t.test('a check that throws while Asterisk boots is a logged problem; run and its calls go on', async (t) => {
+    const looping = await prepareTestPbx(asterisk)
+    t.teardown(() => looping.remove())
+    const { proc: run, output, waitFor } = startRun(t, looping)
+    await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
+    // An include that is a symlink loop: reading it fails with ELOOP, so the check itself throws.
+    const loop = join(looping.dir, 'loop.conf')
+    symlinkSync(loop, loop)
+    const file = join(looping.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    writeFileSync(file, `${original}\n#include ${loop}\n`)
+    await waitFor(/PrivateDial ready/)
+    await waitFor(/checking the config after a change to pjsip_endpoint\.conf failed: .*ELOOP/)
+    await waitFor(/not reloading after a change to pjsip_endpoint\.conf: Asterisk keeps its current configuration/)
+    t.equal(run.exitCode, null, 'run is still running')
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target: `127.0.0.1:${looping.sipPort}`,
+      port: await freePort(),
+      auth: { user: 'alice', password: USERS.alice.password },
+    })
+    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'alice still registers')
+    t.match(
+      execFileSync('ps', ['-o', 'args=', '-p', String(run.pid)], { encoding: 'utf8' }),
+      /^privatedial run/,
+      'ps shows what the process is',
+    )
+    const from = output().length
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
+  })
+
+  t.test('a service that cannot start is logged and the PBX runs on without it', async (t) => {
+    const taken = createServer(() => {})
+    await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r))
+    t.teardown(() => new Promise((r) => taken.close(r)))
+    const busy = await prepareTestPbx(asterisk)
+    t.teardown(() => busy.remove())
+    const {
+      proc: run,
+      output,
+      waitFor,
+    } = startRun(t, busy, {
+      WEBSMS_PORT: String((taken.address() as AddressInfo).port),
+    })
+    await waitFor(/PrivateDial ready/)
+    t.match(output(), /ERROR websms: could not start; the PBX runs on without it: .*EADDRINUSE/)
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target: `127.0.0.1:${busy.sipPort}`,
+      port: await freePort(),
+      auth: { user: 'alice', password: USERS.alice.password },
+    })
+    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'phones register')
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
   })
 }

@@ -13,9 +13,12 @@ export function definedTransports(docs: ConfDoc[]): string[] {
     .map((s) => s.name)
 }
 
-/** Transport names from `pjsip show transports` output (lines `Transport:  <name>  <type> ...`). */
+/**
+ * Transport names from `pjsip show transports` output (lines `Transport:  <name>  <type> ...`); the
+ * column header has the same shape with `<TransportId...>` where a name stands.
+ */
 export function listedTransports(output: string): string[] {
-  return [...output.matchAll(/^Transport:\s+(\S+)\s+(?!<)/gm)].map((m) => m[1]!)
+  return [...output.matchAll(/^Transport:\s+([^<\s]\S*)\s/gm)].map((m) => m[1]!)
 }
 
 export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: string }> {

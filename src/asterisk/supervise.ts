@@ -1,6 +1,7 @@
 // Keeps Asterisk running: restarts it after a crash with backoff, gives up on a crash loop, and
 // stops it gracefully on request (drain, then hard stop after a deadline, then kill).
 import type { Child, Exit } from './process.ts'
+import { EXIT, exitCodeOf } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import { DEFAULT_POLICY, onCrash, type CrashHistory, type RestartPolicy } from './restart-policy.ts'
 
@@ -119,7 +120,7 @@ export function supervise(deps: SuperviseDeps): Supervisor {
       history = d.history
       if (d.action === 'give-up') {
         log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; giving up: ${d.reason}`)
-        return first.code || 1
+        return exitCodeOf(first) || EXIT.failure
       }
       log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; restarting in ${d.delayMs} ms`)
       const wait = timeout(d.delayMs)

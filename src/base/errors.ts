@@ -1,6 +1,13 @@
 // The exit-code contract (README "Exit codes"): 0 ok, 1 runtime failure, 64 usage, 78 configuration,
 // 128+n killed by signal n; Asterisk's own code is passed through where it is the cause.
+import { constants } from 'node:os'
 export const EXIT = { ok: 0, failure: 1, usage: 64, config: 78 } as const
+
+/** A process's exit as an exit code of ours: its own code, or 128+n when signal n ended it. */
+export function exitCodeOf(exit: { code: number | null; signal: string | null }): number {
+  if (exit.signal) return 128 + (constants.signals[exit.signal as NodeJS.Signals] ?? 0)
+  return exit.code ?? EXIT.failure
+}
 
 /** Bad configuration: env values or config files. Carries one line per problem. */
 export class ConfigError extends Error {

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path'
 import { isIP } from 'node:net'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 import { ConfigError } from '../base/errors.ts'
+import { settingByName } from '../config/settings.ts'
 import type { Logger } from '../base/log.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
 import {
@@ -153,7 +154,7 @@ function acmeOptions(opts: CertOptions, names: string[]): AcmeOptions {
     email: a.email,
     domains: names,
     accountKeyFile: a.accountKeyFile ?? join(dirname(opts.certFile), ACCOUNT_KEY_NAME),
-    httpPort: a.httpPort ?? 80,
+    httpPort: a.httpPort ?? Number(settingByName('ACME_HTTP_PORT').value),
     httpAddress: a.httpAddress,
     eab: a.eab,
     caCert: a.caCert,
@@ -399,10 +400,12 @@ export function keepCertificateFresh(
   // Only Traefik mode loads the watcher (chokidar) here.
   const file = opts.mode === 'traefik' ? opts.traefikFile : undefined
   const watch = file
-    ? import('./traefik.ts').then(({ watchFileContent }) =>
-        watchFileContent(file, () => void checkNow('acme.json changed'), {
-          logger: log,
-          ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }),
+    ? import('../base/watch.ts').then(({ watchFiles }) =>
+        watchFiles({
+          files: [file],
+          log,
+          debounceMs: fresh.debounceMs ?? 500,
+          onChange: () => checkNow('acme.json changed'),
         }),
       )
     : undefined

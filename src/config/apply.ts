@@ -3,6 +3,7 @@
 import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
 import { readConf } from './files.ts'
 import { writeFileAtomic } from '../base/atomic-write.ts'
+import { joinHostPort, splitHostPort } from '../base/host-port.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
 import { MASK, type Settings } from './settings.ts'
@@ -24,14 +25,11 @@ const MINIVM = 'minivm.conf'
 
 /** `0.0.0.0:5060`, `[::]:5060` or a bare address, with its port replaced. */
 export function withPort(bind: string, port: string): string {
-  const bracketed = /^(\[[^\]]*\])(?::\d*)?$/.exec(bind)
-  if (bracketed) return `${bracketed[1]}:${port}`
-  if ((bind.match(/:/g) ?? []).length > 1) return `[${bind}]:${port}`
-  return `${bind.split(':')[0] || '0.0.0.0'}:${port}`
+  return joinHostPort(splitHostPort(bind)?.host || '0.0.0.0', port)
 }
 
 export function portOf(bind: string | undefined): string | undefined {
-  return bind ? /:(\d+)$/.exec(bind)?.[1] : undefined
+  return bind ? splitHostPort(bind)?.port : undefined
 }
 
 const SECURITY_FLAG: Record<string, string> = { starttls: 'starttls', tls: 'tls', none: 'smtp' }
@@ -59,7 +57,8 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   const get = (n: string) => settings.get(n)?.value
   const security = get('SMTP_SECURITY')
   if (security) flags.set('-P', SECURITY_FLAG[security]!)
-  const [oldHost, oldPort] = splitHostPort(flags.get('-H') ?? '')
+  const old = splitHostPort(flags.get('-H') ?? '')
+  const [oldHost, oldPort] = [old?.host ?? '', old?.port]
   const host = get('SMTP_HOST') ?? oldHost
   const port =
     get('SMTP_PORT') ??
@@ -67,7 +66,7 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
     DEFAULT_SMTP_PORT[flags.get('-P') ?? 'starttls']
   if (get('SMTP_HOST') || get('SMTP_PORT')) {
     if (!host) return { problem: `SMTP_PORT is set but there is no mail server host: set SMTP_HOST too` }
-    flags.set('-H', `${host.includes(':') ? `[${host}]` : host}:${port}`)
+    flags.set('-H', joinHostPort(host, port!))
   }
   if (get('SMTP_USER')) flags.set('-u', get('SMTP_USER')!)
   if (get('SMTP_FROM')) flags.set('-f', get('SMTP_FROM')!)
@@ -75,11 +74,6 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   if (settings.has('SMTP_PASSWORD')) flags.delete('-p')
   const argv = [command, ...[...flags].flatMap(([f, v]) => [f, v]), ...rest]
   return quoteMailcmd(argv)
-}
-
-function splitHostPort(hp: string): [string, string | undefined] {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(hp) ?? /^([^:]*)(?::(\d+))?$/.exec(hp)
-  return m ? [m[1]!, m[2]] : [hp, undefined]
 }
 
 /** Which file/section/key each set variable owns. Unset variables own nothing: the file keeps what the user wrote. */

@@ -10,6 +10,11 @@ export interface Setting {
   doc: string
   /** Shown in docs; where it is a file's value, the file keeps what the user wrote while unset. */
   default: string
+  /**
+   * The value the code uses while the variable is unset, where that is not the file's own value:
+   * typed here once and read through valueOf, never again at the point of use.
+   */
+  value?: string
   /** Human description of what is allowed, used in error messages. */
   allowed: string
   /** Returns the normalised value, or a reason it is not allowed. */
@@ -261,6 +266,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Voicemail mail',
     doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
     default: '/var/spool/asterisk/minivm-outbox',
+    value: '/var/spool/asterisk/minivm-outbox',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -269,6 +275,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Certificate (PEM, full chain) the TLS transport serves',
     default: '/etc/ssl/asterisk/cert.pem',
+    value: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
     writes: 'pjsip_transport.conf [tls] cert_file',
@@ -278,6 +285,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Private key (PEM) of the certificate',
     default: '/etc/ssl/asterisk/priv_key.pem',
+    value: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
     writes: 'pjsip_transport.conf [tls] priv_key_file',
@@ -319,6 +327,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it',
     default: '80',
+    value: '80',
     allowed: 'a port number 1-65535',
     parse: port,
   },
@@ -368,6 +377,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'WebSMS',
     doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts',
     default: '/var/spool/asterisk/websms',
+    value: '/var/spool/asterisk/websms',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -425,6 +435,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Directory holding the Asterisk configuration',
     default: '/etc/asterisk',
+    value: '/etc/asterisk',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -433,6 +444,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Asterisk executable',
     default: 'asterisk (on PATH)',
+    value: 'asterisk',
     allowed: 'a command name or absolute path',
     parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')),
   },
@@ -441,6 +453,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Least severe log level printed',
     default: 'info',
+    value: 'info',
     allowed: 'debug, info, warn or error',
     parse: oneOf('debug', 'info', 'warn', 'error'),
   },
@@ -457,6 +470,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard',
     default: '8',
+    value: '8',
     allowed: 'a whole number 0-3600',
     parse: intRange(0, 3600),
   },
@@ -473,6 +487,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'User Asterisk runs as when started as root',
     default: 'asterisk',
+    value: 'asterisk',
     allowed: 'a user name',
     parse: word,
   },
@@ -547,6 +562,11 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
     settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
   }
   return { settings, problems }
+}
+
+/** The variable's value, or the table's default for it; undefined where the file's value applies. */
+export function valueOf(settings: Settings, name: string): string | undefined {
+  return settings.get(name)?.value ?? settingByName(name).value
 }
 
 export function settingByName(name: string): Setting {

@@ -4,6 +4,7 @@
 //
 // Items wait in lanes (Asterisk, each ITSP). A lane delivers oldest first, one at a time, and waits
 // while its head can't be delivered yet, so texts arrive in the order they came.
+import { doublingDelay } from '../base/backoff.ts'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -62,7 +63,7 @@ interface Lane<T> {
 const SUFFIX = '.json'
 
 export function retryDelay(policy: LanePolicy, attempts: number): number {
-  return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempts - 1))
+  return doublingDelay(attempts, policy.baseMs, policy.maxMs)
 }
 
 export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {

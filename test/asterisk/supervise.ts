@@ -6,7 +6,7 @@ import type { Child } from '../../src/asterisk/process.ts'
 import { memoryLogger } from '../../src/base/log.ts'
 import { supervise, type SuperviseDeps } from '../../src/asterisk/supervise.ts'
 
-type Behaviour = 'crash' | 'serve' | 'stubborn' | 'booting'
+type Behaviour = 'crash' | 'segfault' | 'serve' | 'stubborn' | 'booting'
 
 /**
  * A process that exits 3 at once ('crash'), runs until SIGTERM ('serve'), ignores SIGTERM
@@ -17,6 +17,7 @@ const readyOf = new WeakMap<Child, Promise<void>>()
 function standIn(b: Behaviour): Child {
   const code = {
     crash: 'process.exit(3)',
+    segfault: "process.kill(process.pid, 'SIGSEGV')",
     serve: "process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000)",
     stubborn:
       "process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); console.log('up'); setInterval(() => {}, 1000)",
@@ -72,6 +73,13 @@ t.test('a crash is restarted with a growing delay, and a crash loop ends run non
   const lines = log.lines.join('\n')
   t.match(lines, /restarting in 5 ms[\s\S]*restarting in 10 ms[\s\S]*restarting in 20 ms[\s\S]*restarting in 40 ms/)
   t.match(lines, /giving up: 5 crashes within 1 minutes/)
+})
+
+t.test('a crash loop of signals ends run with 128+n, as README promises', async (t) => {
+  const { d, log } = deps(['segfault'])
+  const code = await supervise(d).done
+  t.equal(code, 128 + 11, 'SIGSEGV is signal 11')
+  t.match(log.lines.join('\n'), /exited unexpectedly \(signal SIGSEGV\)[\s\S]*giving up/)
 })
 
 t.test('after a crash the next Asterisk is supervised again', async (t) => {

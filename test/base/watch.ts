@@ -3,7 +3,7 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { memoryLogger } from '../../src/base/log.ts'
-import { watchFiles } from '../../src/asterisk/watch.ts'
+import { watchFiles } from '../../src/base/watch.ts'
 
 /** Waits for the watcher to report, with a generous bound so a broken watcher fails instead of hanging. */
 function nextBatch(batches: string[][], count: number): Promise<void> {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { watch as chokidar } from 'chokidar'
-import type { Logger } from '../base/log.ts'
+import type { Logger } from './log.ts'
 
 export interface WatchOptions {
   files: string[]
