@@ -33,6 +33,8 @@ if (typeof asterisk === 'string') {
     TLS_CERT_FILE: conf.certFile,
     TLS_KEY_FILE: conf.keyFile,
     MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+    TEXT_STORE_DIR: join(conf.dir, 'texts'),
+    AMI_PORT: String(conf.amiPort),
   }
   const start = () => {
     const t0 = performance.now()

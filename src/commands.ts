@@ -97,9 +97,9 @@ const COMMANDS: Record<string, Command> = {
       bodies: { type: 'boolean', doc: 'also list each text: when it was sent, by whom, to how many phones, its body' },
     },
     async run(ctx, values) {
-      const { DEFAULT_TEXT_STORE_DIR, readStoreDir } = await import('./texts/store.ts')
+      const { readStoreDir } = await import('./texts/store.ts')
       const { formatReport } = await import('./texts/report.ts')
-      const dir = ctx.settings.get('TEXT_STORE_DIR')?.value ?? DEFAULT_TEXT_STORE_DIR
+      const dir = valueOf(ctx.settings, 'TEXT_STORE_DIR')!
       ctx.out(formatReport(dir, await readStoreDir(dir), { bodies: values.bodies === true }))
       return EXIT.ok
     },

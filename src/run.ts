@@ -128,10 +128,13 @@ export async function run(opts: RunOptions): Promise<number> {
     })
   })
   const websms = websmsService(settings, confDir)
-  // Order matters: WebSMS takes webhooks while Asterisk (re)starts (they wait in its queue);
-  // Asterisk spawns before anything it does not need is even loaded; the rest follow it.
+  // Order matters: WebSMS takes webhooks while Asterisk (re)starts (they wait in its queue); the
+  // texts service writes manager.conf before Asterisk reads it and takes the dial plan's texts from
+  // the first one on, and is stopped after Asterisk, whose drain may still hand it texts; Asterisk
+  // spawns before anything it does not need is even loaded; the rest follow it.
   const services: Service[] = [
     ...(websms ? [websms] : []),
+    textsStore(user),
     asterisk,
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
@@ -252,6 +255,23 @@ function websmsService(settings: Settings, confDir: string): (Service & { reload
     },
     async reload() {
       await websms?.reload()
+    },
+  }
+}
+
+/** Texts for phones that are offline (src/texts/), loaded only when run gets to it. */
+function textsStore(user: Account | undefined): Service {
+  let texts: Service | undefined
+  return {
+    name: 'texts',
+    async start(ctx) {
+      const { textsService } = await import('./texts/service.ts')
+      // Asterisk, once it dropped root, must read the manager.conf the service writes.
+      texts = textsService({ asteriskOwner: user })
+      await texts.start(ctx)
+    },
+    async stop(deadline, why) {
+      await texts?.stop(deadline, why)
     },
   }
 }

@@ -6,7 +6,8 @@ import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
-import { findAsterisk, freePort, prepareTestPbx, USERS, type PreparedAsterisk } from './helpers/asterisk.ts'
+import { findAsterisk, freePort, prepareTestPbx, USERS, type TestPbxFiles } from './helpers/asterisk.ts'
+import { startPhone } from './helpers/phone.ts'
 import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
 
 const asterisk = findAsterisk()
@@ -40,7 +41,7 @@ else {
   const conf = await prepareTestPbx(asterisk)
   t.teardown(() => conf.remove())
   /** What run gets to use a test PBX's config: its Asterisk as root, a short drain, every log line. */
-  const runEnv = (pbx: PreparedAsterisk, extra: Record<string, string> = {}) => ({
+  const runEnv = (pbx: TestPbxFiles, extra: Record<string, string> = {}) => ({
     ...process.env,
     ASTERISK_CONF_DIR: pbx.etc,
     ASTERISK_BIN: asterisk.bin,
@@ -48,12 +49,14 @@ else {
     TLS_CERT_FILE: pbx.certFile,
     TLS_KEY_FILE: pbx.keyFile,
     MINIVM_SPOOL_DIR: join(pbx.dir, 'outbox'),
+    TEXT_STORE_DIR: join(pbx.dir, 'texts'),
+    AMI_PORT: String(pbx.amiPort),
     STOP_GRACE_SECONDS: '3',
     LOG_LEVEL: 'debug',
     ...extra,
   })
   /** `privatedial run` on a test PBX, killed at the end of test `owner` if still there. */
-  const startRun = (owner: Test, pbx: PreparedAsterisk, extra: Record<string, string> = {}) => {
+  const startRun = (owner: Test, pbx: TestPbxFiles, extra: Record<string, string> = {}) => {
     let output = ''
     const waiters = new Set<() => void>()
     const proc: ResultPromise = execa(process.execPath, [cli, 'run'], {
@@ -364,6 +367,47 @@ else {
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })
+
+  t.test(
+    'a text for a user whose phones are offline waits, is listed, and reaches the phone that registers',
+    async (t) => {
+      const pbx = await prepareTestPbx(asterisk)
+      t.teardown(() => pbx.remove())
+      const { proc: run, output, waitFor } = startRun(t, pbx)
+      await waitFor(/PrivateDial ready/)
+      await waitFor(/texts: contacts from Asterisk/)
+      const from = output().length
+      const sent = await runSipp(sipp.bin, {
+        scenario: 'uac-message.xml',
+        target: `127.0.0.1:${pbx.sipPort}`,
+        port: await freePort(),
+        auth: { user: 'alice', password: USERS.alice.password },
+        keys: { from: 'alice', to: USERS.dave.number, body: 'call me 📞' },
+      })
+      t.equal(finalResponses(sent, 'MESSAGE').at(-1), 202, 'alice texts dave, who has no phone online')
+      await waitFor(/texts: text stored for the phones of a user user=dave/, from)
+      const listed = await execa(process.execPath, [cli, 'texts'], {
+        env: runEnv(pbx),
+        extendEnv: false,
+        reject: false,
+      })
+      t.match(listed.stdout, /^dave\s+1\s+1\s/m, 'privatedial texts lists it')
+      t.notOk(listed.stdout.includes('call me'), 'without its body')
+      const dave = await startPhone({
+        target: { host: '127.0.0.1', port: pbx.sipPort },
+        user: 'dave',
+        password: USERS.dave.password,
+      })
+      t.teardown(() => dave.close())
+      t.equal(await dave.register(), 200)
+      const [m] = await dave.waitForTexts(1)
+      t.equal(m?.body, 'call me 📞')
+      t.match(m?.header('From'), `<sip:${USERS.alice.number}@`, "from alice's number")
+      await dave.register(0)
+      run.kill('SIGTERM')
+      t.equal((await run).exitCode, 0)
+    },
+  )
 
   t.test('a service that cannot start is logged and the PBX runs on without it', async (t) => {
     const taken = createServer(() => {})

@@ -14,11 +14,11 @@ import { openAmi, type Ami, type AmiMessage } from '../asterisk/ami.ts'
 import { newManagerAccount, writeManagerConf } from '../asterisk/manager-conf.ts'
 import { resolveValues } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
-import type { Settings } from '../config/settings.ts'
+import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
-import { noticeText } from '../websms/service.ts'
+import { noticeText } from '../websms/notice.ts'
 import { createDeliverer, type Deliverer } from './deliver.ts'
-import { DEFAULT_TEXT_STORE_DIR, openStore, type NewText, type Store, type StoredText } from './store.ts'
+import { openStore, type NewText, type Store, type StoredText } from './store.ts'
 
 /** How long after a send a phone that proves unreachable gets the text again: OPTIONS time-out plus slack. */
 const CONFIRM_MS = 5000
@@ -34,14 +34,14 @@ export interface TextsConfig {
 }
 
 export function textsConfig(settings: Settings): TextsConfig {
-  const num = (name: string, dflt: number) => Number(settings.get(name)?.value ?? dflt)
+  const num = (name: string) => Number(valueOf(settings, name))
   return {
-    dir: settings.get('TEXT_STORE_DIR')?.value ?? DEFAULT_TEXT_STORE_DIR,
-    expiryMs: num('TEXT_EXPIRY', 7 * 86_400) * 1000,
-    fanoutMs: num('TEXT_FANOUT', 3600) * 1000,
-    maxTexts: num('TEXT_MAX_PER_USER', 500),
-    maxBytes: num('TEXT_MAX_BYTES_PER_USER', 1_048_576),
-    amiPort: num('AMI_PORT', 5038),
+    dir: valueOf(settings, 'TEXT_STORE_DIR')!,
+    expiryMs: num('TEXT_EXPIRY') * 1000,
+    fanoutMs: num('TEXT_FANOUT') * 1000,
+    maxTexts: num('TEXT_MAX_PER_USER'),
+    maxBytes: num('TEXT_MAX_BYTES_PER_USER'),
+    amiPort: num('AMI_PORT'),
   }
 }
 

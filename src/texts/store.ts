@@ -64,8 +64,6 @@ export interface Store {
   close(): Promise<void>
 }
 
-/** TEXT_STORE_DIR's default: on the volume, beside Asterisk's own spool. */
-export const DEFAULT_TEXT_STORE_DIR = '/var/spool/asterisk/texts'
 const SUFFIX = '.json'
 const JOURNAL = 'delivered.log'
 

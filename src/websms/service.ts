@@ -25,6 +25,7 @@ import {
   readWebhook,
   sanitizeText,
 } from './itsp.ts'
+import { noticeText, oneLine } from './notice.ts'
 import { openQueue, type LanePolicy, type Outcome, type Queue, type QueueItem } from './queue.ts'
 
 /** Largest request body either listener reads; more gets 413. */
@@ -146,16 +147,6 @@ function reply(res: ServerResponse, status: number, text = '', close = false): v
     ...(close ? { connection: 'close' } : {}),
   })
   res.end(body)
-}
-
-/** A reason for a person: one line, short. */
-const oneLine = (s: string, max: number) => {
-  const line = s.replace(/\s+/g, ' ').trim()
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line
-}
-
-export function noticeText(job: { to: string; body: string }, reason: string): string {
-  return `⚠ Not delivered to ${job.to}: ${oneLine(reason, 160)}. Your text: “${oneLine(job.body, 60)}”`
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {

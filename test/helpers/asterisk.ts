@@ -382,13 +382,13 @@ export async function startTestPbx(binary: AsteriskBinary, opts: AsteriskOptions
   return { ...ast, target: `127.0.0.1:${ast.sipPort}`, trunkPort, websmsPort }
 }
 
+export type TestPbxFiles = PreparedAsterisk & { trunkPort: number; websmsPort: number; amiPort: number }
+
 /** The test PBX's config, for `privatedial run` to start Asterisk on. */
-export async function prepareTestPbx(
-  binary: AsteriskBinary,
-  opts: AsteriskOptions = {},
-): Promise<PreparedAsterisk & { trunkPort: number; websmsPort: number }> {
+export async function prepareTestPbx(binary: AsteriskBinary, opts: AsteriskOptions = {}): Promise<TestPbxFiles> {
   const { options, trunkPort, websmsPort } = await testPbxOptions(opts)
-  return { ...(await prepareAsterisk(binary, options)), trunkPort, websmsPort }
+  // run's texts service opens the manager interface there (AMI_PORT): one per PBX, as tests run at once.
+  return { ...(await prepareAsterisk(binary, options)), trunkPort, websmsPort, amiPort: await freePort() }
 }
 
 /** The users of test/fixtures/sipp/pjsip_endpoint.conf. */

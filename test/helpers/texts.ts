@@ -59,7 +59,13 @@ export async function startTextsPbx(
     context(e) {
       const { settings, problems } = readSettings(e, { readFile: () => '' })
       if (problems.length) throw new Error(problems.join('\n'))
-      return { settings, confDir: etc, log: memoryLogger('texts'), asterisk: view }
+      return {
+        settings,
+        confDir: etc,
+        log: memoryLogger('texts'),
+        asterisk: view,
+        signal: new AbortController().signal,
+      }
     },
     phone: (user) =>
       startPhone({ target: { host: '127.0.0.1', port: pbx.sipPort }, user, password: USERS[user].password }),
