@@ -4,8 +4,10 @@
 // The rule for several phones: a text goes once to each phone of its user that is reachable from
 // the time it arrives until `fanoutMs` after the first phone got it (or until it expires, when no
 // phone ever did). So a user's phones that come online together all get what waited, a phone that
-// comes online soon after gets it too, and a text is not kept for days after it was read: phones
-// that change networks register under a new contact URI, and would otherwise get old texts again.
+// comes online soon after gets it too, and a text is not kept for days after it was read.
+// A phone is known by the Call-ID of its registrations, which a phone keeps while it runs (RFC 3261
+// 10.2) even when it changes networks and so registers under a new contact URI: it does not get
+// the same texts again. A contact whose Call-ID is unknown counts as a phone of its own.
 //
 // Delivery over Asterisk can't report a phone's answer (MessageSend does not wait for one), so a
 // phone counts as having a text once Asterisk sent it there, unless the contact turns out to be
@@ -39,10 +41,25 @@ export interface DelivererOptions {
   now?: () => number
 }
 
+export interface Contact {
+  user: string
+  uri: string
+  status: ContactStatus
+  /** Which phone it is (phoneKey); the URI when not known. */
+  phone?: string
+}
+
+/** What deliveries to a contact are recorded under: its phone's Call-ID, else its URI. */
+export function phoneKey(uri: string, callId?: string): string {
+  return callId ? `call-id:${callId}` : uri
+}
+
 export interface Deliverer {
   /** Every contact Asterisk has, after a (re)connect. */
-  setContacts(contacts: Array<{ user: string; uri: string; status: ContactStatus }>): void
-  contactStatus(user: string, uri: string, status: ContactStatus): void
+  setContacts(contacts: Contact[]): void
+  /** `phone` may be left out for a contact it knows. */
+  contactStatus(user: string, uri: string, status: ContactStatus, phone?: string): void
+  knows(user: string, uri: string): boolean
   /** Delivers what the user's reachable phones don't have yet. */
   kick(user: string): void
   /** Removes texts that are done with, tells senders of expired ones. */
@@ -73,9 +90,10 @@ export function fate(
 export function createDeliverer(opts: DelivererOptions): Deliverer {
   const { store, transport, log } = opts
   const now = opts.now ?? Date.now
-  const contacts = new Map<string, Map<string, ContactStatus>>()
+  /** Per user, per contact URI; the most recently reported last. */
+  const contacts = new Map<string, Map<string, { status: ContactStatus; phone: string }>>()
   /** Sends not yet confirmed, per contact URI: undone if the contact proves unreachable. */
-  const recent = new Map<string, Array<{ id: string; at: number }>>()
+  const recent = new Map<string, Array<{ id: string; phone: string; at: number }>>()
   const running = new Map<string, Promise<void>>()
   const again = new Set<string>()
   let closed = false
@@ -87,14 +105,17 @@ export function createDeliverer(opts: DelivererOptions): Deliverer {
   }
 
   const round = async (user: string) => {
-    const reachable = [...(contacts.get(user) ?? [])].filter(([, s]) => usable(s)).map(([uri]) => uri)
-    if (!reachable.length) return
+    // One contact per phone: the one it reported last (a phone that changed networks may leave
+    // its old contact behind until that expires).
+    const byPhone = new Map<string, string>()
+    for (const [uri, c] of contacts.get(user) ?? []) if (usable(c.status)) byPhone.set(c.phone, uri)
+    if (!byPhone.size) return
     const t = now()
     const texts = store.texts(user).filter((s) => fate(s, t, opts) === 'keep')
     let sent = 0
     await Promise.all(
-      reachable.map(async (uri) => {
-        const due = texts.filter((s) => !s.deliveredTo.has(uri))
+      [...byPhone].map(async ([phone, uri]) => {
+        const due = texts.filter((s) => !s.deliveredTo.has(phone))
         if (!due.length) return
         // All sends to a contact are issued at once: Asterisk's manager session and its MESSAGE
         // serializer keep their order, so they arrive in the order the texts came.
@@ -103,9 +124,9 @@ export function createDeliverer(opts: DelivererOptions): Deliverer {
             await transport.send(user, uri, s.text)
             const at = now()
             const list = recent.get(uri) ?? []
-            list.push({ id: s.text.id, at })
+            list.push({ id: s.text.id, phone, at })
             recent.set(uri, list)
-            await store.delivered(s.text.id, uri, at)
+            await store.delivered(s.text.id, phone, at)
             sent++
           }),
         )
@@ -113,6 +134,7 @@ export function createDeliverer(opts: DelivererOptions): Deliverer {
         log.info(`sent ${due.length - failed.length} stored text(s) to a phone`, {
           user,
           contact: uri,
+          phone: phone === uri ? undefined : phone,
           failed: failed.length || undefined,
           reason: failed[0] ? (failed[0].reason as Error).message : undefined,
         })
@@ -155,28 +177,29 @@ export function createDeliverer(opts: DelivererOptions): Deliverer {
       texts: list.length,
     })
     for (const r of list)
-      void store.undelivered(r.id, uri).catch((err: Error) => log.error(`journal write failed: ${err.message}`))
+      void store.undelivered(r.id, r.phone).catch((err: Error) => log.error(`journal write failed: ${err.message}`))
   }
 
   return {
     setContacts(list) {
       contacts.clear()
-      for (const c of list) userContacts(c.user).set(c.uri, c.status)
+      for (const c of list) userContacts(c.user).set(c.uri, { status: c.status, phone: c.phone ?? c.uri })
       log.info('contacts from Asterisk', {
         contacts: list.length,
         reachable: list.filter((c) => usable(c.status)).length,
       })
       for (const user of store.users()) kick(user)
     },
-    contactStatus(user, uri, status) {
+    contactStatus(user, uri, status, phone) {
       const m = userContacts(user)
       const was = m.get(uri)
-      if (status === 'Removed') m.delete(uri)
-      else m.set(uri, status)
-      log.debug('contact status', { user, contact: uri, status, was })
+      m.delete(uri)
+      if (status !== 'Removed') m.set(uri, { status, phone: phone ?? was?.phone ?? uri })
+      log.debug('contact status', { user, contact: uri, status, was: was?.status })
       if (status === 'Unreachable') undo(user, uri)
       if (usable(status) && store.texts(user).length) kick(user)
     },
+    knows: (user, uri) => contacts.get(user)?.has(uri) ?? false,
     kick,
     async sweep() {
       const t = now()

@@ -17,7 +17,7 @@ import { readConfTree } from '../config/files.ts'
 import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
 import { noticeText } from '../websms/notice.ts'
-import { createDeliverer, type Deliverer } from './deliver.ts'
+import { createDeliverer, phoneKey, type Deliverer } from './deliver.ts'
 import { openStore, type NewText, type Store, type StoredText } from './store.ts'
 
 /** How long after a send a phone that proves unreachable gets the text again: OPTIONS time-out plus slack. */
@@ -182,14 +182,30 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
         .action({ Action: 'PJSIPShowContacts' }, { list: true })
         .then(({ events }) =>
           d.setContacts(
-            events.map((e) => ({ user: e.Endpoint ?? '', uri: e.Uri ?? '', status: e.Status ?? 'Unknown' })),
+            events.map((e) => ({
+              user: e.Endpoint ?? '',
+              uri: e.Uri ?? '',
+              status: e.Status ?? 'Unknown',
+              phone: phoneKey(e.Uri ?? '', e.CallId),
+            })),
           ),
         )
         // No contact at all is an error response, not an empty list.
         .catch(() => d.setContacts([]))
     })
     a.on('ContactStatus', (e: AmiMessage) => {
-      if (e.EndpointName && e.URI && e.ContactStatus) d.contactStatus(e.EndpointName, e.URI, e.ContactStatus)
+      const { EndpointName: user, URI: uri, ContactStatus: status } = e
+      if (!user || !uri || !status) return
+      if (status === 'Removed' || d.knows(user, uri)) return d.contactStatus(user, uri, status)
+      // A new contact: which phone it is, by the Call-ID of its registration. Actions are answered
+      // in order, so a later event of the same contact is applied after this one.
+      void a
+        .action({ Action: 'PJSIPShowEndpoint', Endpoint: user }, { list: true })
+        .then(
+          ({ events }) => events.find((x) => x.Event === 'ContactStatusDetail' && x.URI === uri)?.CallID,
+          () => undefined,
+        )
+        .then((callId) => d.contactStatus(user, uri, status, phoneKey(uri, callId)))
     })
     ctx.asterisk.onReady(() => {
       // A running Asterisk read manager.conf before we wrote it: it takes the new one now.

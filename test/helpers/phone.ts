@@ -11,6 +11,7 @@ import { parseSipMessage, type SipMessage } from './sipp.ts'
 export interface Phone {
   port: number
   uri: string
+  callId: string
   /** Texts taken, in order, retransmissions left out. */
   texts: SipMessage[]
   register(expires?: number): Promise<number>
@@ -29,6 +30,8 @@ export async function startPhone(opts: {
   user: string
   password: string
   port?: number
+  /** The Call-ID of its registrations: a phone that moved networks keeps its own. */
+  callId?: string
 }): Promise<Phone> {
   const port = opts.port ?? (await freePort())
   const socket: Socket = createSocket('udp4')
@@ -37,8 +40,10 @@ export async function startPhone(opts: {
   const texts: SipMessage[] = []
   const seen = new Set<string>()
   let silent = false
-  let cseq = 0
-  const callId = `${randomBytes(8).toString('hex')}@127.0.0.1`
+  let closed = false
+  // A phone that moved goes on counting where it was.
+  let cseq = opts.callId ? 1000 : 0
+  const callId = opts.callId ?? `${randomBytes(8).toString('hex')}@127.0.0.1`
   const tag = randomBytes(4).toString('hex')
   const uri = `sip:${opts.user}@127.0.0.1:${port}`
   const send = (text: string) => socket.send(text, opts.target.port, opts.target.host)
@@ -100,6 +105,7 @@ export async function startPhone(opts: {
   return {
     port,
     uri,
+    callId,
     texts,
     async register(expires = 300) {
       request(expires)
@@ -141,6 +147,12 @@ export async function startPhone(opts: {
       }
       return texts.slice(0, n)
     },
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    close: () =>
+      closed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            closed = true
+            socket.close(() => resolve())
+          }),
   }
 }

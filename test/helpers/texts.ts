@@ -16,8 +16,8 @@ export interface TextsPbx extends TestPbx {
   env(more?: Record<string, string>): Record<string, string>
   /** A context for a service run in this process. */
   context(env: Record<string, string>): ServiceContext & { log: ReturnType<typeof memoryLogger> }
-  /** A phone of `user`, not yet registered. */
-  phone(user: UserName): Promise<Phone>
+  /** A phone of `user`, not yet registered; `callId`: the same phone on another network. */
+  phone(user: UserName, callId?: string): Promise<Phone>
 }
 
 export async function startTextsPbx(
@@ -67,7 +67,7 @@ export async function startTextsPbx(
         signal: new AbortController().signal,
       }
     },
-    phone: (user) =>
-      startPhone({ target: { host: '127.0.0.1', port: pbx.sipPort }, user, password: USERS[user].password }),
+    phone: (user, callId) =>
+      startPhone({ target: { host: '127.0.0.1', port: pbx.sipPort }, user, password: USERS[user].password, callId }),
   }
 }

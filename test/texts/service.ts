@@ -59,8 +59,8 @@ else {
   }
 
   /** A phone of `user`, registered; unregistered and closed when the test ends. */
-  const online = async (t: Test, user: UserName) => {
-    const phone = await pbx.phone(user)
+  const online = async (t: Test, user: UserName, callId?: string) => {
+    const phone = await pbx.phone(user, callId)
     t.teardown(async () => {
       phone.answer()
       await phone.register(0).catch(() => undefined)
@@ -83,6 +83,24 @@ else {
     const [m2] = await second.waitForTexts(1)
     t.equal(m2?.body, 'while you were out 😀', 'a second phone that registers later gets it too')
     t.equal(m2?.header('Date'), m?.header('Date'), 'with the same time')
+  })
+
+  t.test('a phone that changes networks does not get the same texts again', async (t) => {
+    await service(t)
+    t.equal(taken(await text('alice', USERS.bob.number, 'first')), 202)
+    const before = await online(t, 'bob')
+    await before.waitForTexts(1)
+    // Same phone (same Call-ID), new address: Asterisk sees a new contact; the old one lingers.
+    before.silence()
+    const after = await online(t, 'bob', before.callId)
+    t.not(after.uri, before.uri, 'registered under a new contact')
+    t.equal(taken(await text('alice', USERS.bob.number, 'second')), 202)
+    await after.waitForTexts(1)
+    t.same(
+      bodies(after),
+      ['second'],
+      'only the text it did not have; texts go in order, so "first" would have come first',
+    )
   })
 
   t.test('texts from the trunk and from a WebSMS webhook wait the same way', async (t) => {
