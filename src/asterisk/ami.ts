@@ -109,6 +109,7 @@ export function openAmi(opts: AmiOptions): Ami {
   let delay = retry.base
   let retryTimer: NodeJS.Timeout | undefined
   let everConnected = false
+  let unreachableSaid = false
 
   const failAll = (why: string) => {
     for (const [id, p] of pending) {
@@ -191,7 +192,8 @@ export function openAmi(opts: AmiOptions): Ami {
       buffer = rest
       for (const m of messages) dispatch(m)
     })
-    s.on('error', () => {})
+    let error: string | undefined
+    s.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message))
     s.on('close', () => {
       if (socket === s) socket = undefined
       const was = logged
@@ -199,6 +201,15 @@ export function openAmi(opts: AmiOptions): Ami {
       failAll('the connection to Asterisk closed')
       if (closed) return
       if (was) log.warn('AMI connection lost; reconnecting', { host: opts.host, port: opts.port })
+      // Once per outage: Asterisk still booting is normal, one that never listens is worth a line.
+      else if (!unreachableSaid && delay >= retry.max) {
+        unreachableSaid = true
+        log.warn('the manager interface does not answer yet; still trying', {
+          host: opts.host,
+          port: opts.port,
+          error,
+        })
+      }
       scheduleReconnect()
     })
   }
@@ -222,6 +233,7 @@ export function openAmi(opts: AmiOptions): Ami {
     }
     logged = true
     delay = retry.base
+    unreachableSaid = false
     log.info(everConnected ? 'AMI logged in again' : 'AMI logged in', { host: opts.host, port: opts.port })
     everConnected = true
     const waiters = readyWaiters

@@ -27,6 +27,16 @@ t.test('messages: split at blank lines, keys and values on one line each', async
     t.throws(() => formatAction({ [key]: value }), RangeError, `refuses ${JSON.stringify(`${key}: ${value}`)}`)
 })
 
+t.test('a manager interface that does not answer is said so, and tried again', async (t) => {
+  const log = memoryLogger('ami')
+  const port = await freePort()
+  const ami = openAmi({ host: '127.0.0.1', port, username: 'u', secret: 's', log, retryMs: { base: 10, max: 40 } })
+  t.teardown(() => ami.close())
+  await waitFor('the warning', () => log.lines.some((l) => l.includes('does not answer yet')))
+  t.match(log.lines.join('\n'), `port=${port} error=ECONNREFUSED`)
+  t.notOk(ami.loggedIn())
+})
+
 const asterisk = findAsterisk()
 t.test('with a real Asterisk', { skip: typeof asterisk === 'string' ? asterisk : false }, async (t) => {
   if (typeof asterisk === 'string') return
