@@ -409,6 +409,76 @@ else {
     },
   )
 
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    t.test(`run restarted after ${signal} while a text waits: it arrives, once`, async (t) => {
+      const pbx = await prepareTestPbx(asterisk)
+      t.teardown(() => pbx.remove())
+      const sipTarget = `127.0.0.1:${pbx.sipPort}`
+      const textDave = async (body: string) => {
+        const r = await runSipp(sipp.bin, {
+          scenario: 'uac-message.xml',
+          target: sipTarget,
+          port: await freePort(),
+          auth: { user: 'alice', password: USERS.alice.password },
+          keys: { from: 'alice', to: USERS.dave.number, body },
+        })
+        t.equal(finalResponses(r, 'MESSAGE').at(-1), 202, `alice texts dave: ${body}`)
+      }
+      const up = async () => {
+        const r = startRun(t, pbx)
+        t.teardown(() => {
+          if (!t.passing()) t.comment(r.output().slice(-4000))
+        })
+        await r.waitFor(/PrivateDial ready/)
+        await r.waitFor(/texts: contacts from Asterisk/)
+        return r
+      }
+      const first = await up()
+      const [, pid] = await first.waitFor(/Asterisk started pid=(\d+)/)
+      await textDave('kept across a restart')
+      await first.waitFor(/texts: text stored for the phones of a user user=dave/)
+      first.proc.kill(signal)
+      await first.proc
+      // A killed run leaves its Asterisk behind (tini would end the container): end it too.
+      if (signal === 'SIGKILL') {
+        process.kill(Number(pid), 'SIGKILL')
+        for (let alive = true; alive; await new Promise((r) => setTimeout(r, 50)))
+          alive = (() => {
+            try {
+              return process.kill(Number(pid), 0)
+            } catch {
+              return false
+            }
+          })()
+      }
+      const second = await up()
+      t.match(second.output(), /1 stored text\(s\) waiting/, 'the restarted run has the text')
+      const dave = await startPhone({
+        target: { host: '127.0.0.1', port: pbx.sipPort },
+        user: 'dave',
+        password: USERS.dave.password,
+      })
+      t.teardown(() => dave.close())
+      t.equal(await dave.register(), 200)
+      await dave.waitForTexts(1)
+      await second.waitFor(/texts: sent 1 stored text/)
+      second.proc.kill('SIGTERM')
+      t.equal((await second.proc).exitCode, 0)
+      // Back with dave's phone still registered: what it has is not sent again.
+      const third = await up()
+      await textDave('after')
+      await dave.waitForTexts(2)
+      t.same(
+        dave.texts.map((m) => m.body),
+        ['kept across a restart', 'after'],
+        'each text once, in order',
+      )
+      await dave.register(0)
+      third.proc.kill('SIGTERM')
+      t.equal((await third.proc).exitCode, 0)
+    })
+  }
+
   t.test('a service that cannot start is logged and the PBX runs on without it', async (t) => {
     const taken = createServer(() => {})
     await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r))

@@ -177,7 +177,9 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
       return stored
     }
 
-    a.onLogin(() => {
+    // Every contact, whenever the manager interface comes (back) and when Asterisk has finished
+    // booting: it answers the manager before PJSIP has read its contacts back from astdb.
+    const refresh = () =>
       void a
         .action({ Action: 'PJSIPShowContacts' }, { list: true })
         .then(({ events }) =>
@@ -192,7 +194,8 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
         )
         // No contact at all is an error response, not an empty list.
         .catch(() => d.setContacts([]))
-    })
+    a.onLogin(refresh)
+    a.on('FullyBooted', refresh)
     a.on('ContactStatus', (e: AmiMessage) => {
       const { EndpointName: user, URI: uri, ContactStatus: status } = e
       if (!user || !uri || !status) return

@@ -75,31 +75,42 @@ export async function startPhone(opts: {
     events.emit('text')
   })
 
+  /** Sends a REGISTER; returns what sends the same one again. */
   const request = (expires: number, auth?: string) => {
     const branch = `z9hG4bK${randomBytes(8).toString('hex')}`
     const host = `${opts.target.host}:${opts.target.port}`
-    send(
-      [
-        `REGISTER sip:${host} SIP/2.0`,
-        `Via: SIP/2.0/UDP 127.0.0.1:${port};rport;branch=${branch}`,
-        'Max-Forwards: 70',
-        `From: <sip:${opts.user}@${opts.target.host}>;tag=${tag}`,
-        `To: <sip:${opts.user}@${opts.target.host}>`,
-        `Call-ID: ${callId}`,
-        `CSeq: ${++cseq} REGISTER`,
-        `Contact: <${uri}>`,
-        `Expires: ${expires}`,
-        ...(auth ? [`Authorization: ${auth}`] : []),
-        'User-Agent: texts-test-phone',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    )
+    const text = [
+      `REGISTER sip:${host} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${port};rport;branch=${branch}`,
+      'Max-Forwards: 70',
+      `From: <sip:${opts.user}@${opts.target.host}>;tag=${tag}`,
+      `To: <sip:${opts.user}@${opts.target.host}>`,
+      `Call-ID: ${callId}`,
+      `CSeq: ${++cseq} REGISTER`,
+      `Contact: <${uri}>`,
+      `Expires: ${expires}`,
+      ...(auth ? [`Authorization: ${auth}`] : []),
+      'User-Agent: texts-test-phone',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n')
+    send(text)
+    return () => send(text)
   }
-  const response = async (timeoutMs = 5000) => {
-    const [msg] = (await once(events, 'response', { signal: AbortSignal.timeout(timeoutMs) })) as [SipMessage]
-    return msg
+
+  /** The final response to what `send` sent, which it sends again every 500 ms as UDP needs. */
+  const response = async (resend: () => void, timeoutMs = 10_000) => {
+    const again = setInterval(resend, 500)
+    try {
+      for (;;) {
+        const [msg] = (await once(events, 'response', { signal: AbortSignal.timeout(timeoutMs) })) as [SipMessage]
+        // A late answer to an earlier REGISTER is not this one's.
+        if ((msg.status ?? 0) >= 200 && msg.header('CSeq') === `${cseq} REGISTER`) return msg
+      }
+    } finally {
+      clearInterval(again)
+    }
   }
 
   return {
@@ -108,8 +119,7 @@ export async function startPhone(opts: {
     callId,
     texts,
     async register(expires = 300) {
-      request(expires)
-      let r = await response()
+      let r = await response(request(expires))
       if (r.status === 401) {
         const challenge = r.header('WWW-Authenticate') ?? ''
         const param = (k: string) => new RegExp(`${k}="?([^",]+)"?`).exec(challenge)?.[1] ?? ''
@@ -122,13 +132,14 @@ export async function startPhone(opts: {
         const qop = param('qop') ? 'auth' : ''
         const digest = qop ? md5(`${ha1}:${nonce}:00000001:${cnonce}:auth:${ha2}`) : md5(`${ha1}:${nonce}:${ha2}`)
         const opaque = param('opaque')
-        request(
-          expires,
-          `Digest username="${opts.user}", realm="${realm}", nonce="${nonce}", uri="${reqUri}", response="${digest}", algorithm=MD5` +
-            (qop ? `, qop=auth, nc=00000001, cnonce="${cnonce}"` : '') +
-            (opaque ? `, opaque="${opaque}"` : ''),
+        r = await response(
+          request(
+            expires,
+            `Digest username="${opts.user}", realm="${realm}", nonce="${nonce}", uri="${reqUri}", response="${digest}", algorithm=MD5` +
+              (qop ? `, qop=auth, nc=00000001, cnonce="${cnonce}"` : '') +
+              (opaque ? `, opaque="${opaque}"` : ''),
+          ),
         )
-        r = await response()
       }
       return r.status ?? 0
     },
