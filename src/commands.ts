@@ -1,7 +1,7 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { ConfigError, EXIT, UsageError } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT, UsageError } from './base/errors.ts'
 import { createLogger, type Level, type Logger } from './base/log.ts'
 import { readSettings, settingByName, SETTINGS, valueOf, type Settings } from './config/settings.ts'
 
@@ -158,7 +158,7 @@ export async function main(
       try {
         values = parseArgs({ args: rest, options, allowPositionals: false }).values
       } catch (err) {
-        throw new UsageError(`${name}: ${(err as Error).message}`)
+        throw new UsageError(`${name}: ${errorMessage(err)}`)
       }
     }
     if (values.help) {
@@ -179,7 +179,7 @@ export async function main(
       log.error(err.message)
       return EXIT.usage
     }
-    log.error((err as Error).message ?? String(err))
+    log.error(errorMessage(err))
     if (level === 'debug' && err instanceof Error && err.stack) log.debug(err.stack)
     return EXIT.failure
   }

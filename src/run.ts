@@ -13,7 +13,7 @@ import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
 import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { checkConfDir } from './check.ts'
-import { ConfigError, EXIT } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
 import { seed } from './config/seed.ts'
 import { valueOf, type Settings } from './config/settings.ts'
@@ -199,7 +199,7 @@ export async function run(opts: RunOptions): Promise<number> {
       started.push(s)
       ctx.log.debug(`started in ${Date.now() - t} ms`)
     } catch (err) {
-      ctx.log.error(`could not start; the PBX runs on without it: ${(err as Error).message}`)
+      ctx.log.error(`could not start; the PBX runs on without it: ${errorMessage(err)}`)
     }
   }
   starting = undefined

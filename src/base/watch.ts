@@ -1,5 +1,6 @@
 // Watches config files for changes and reports settled, real changes in batches. Editors and bind
 // mounts replace files by rename, so the directory is watched, not the file.
+import { errorMessage } from './errors.ts'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
@@ -84,7 +85,7 @@ export function watchFiles(opts: WatchOptions): Watcher {
     pending.add(f)
     schedule()
   })
-  w.on('error', (err) => opts.log.error(`watching ${dirs.join(', ')}: ${(err as Error).message}`))
+  w.on('error', (err) => opts.log.error(`watching ${dirs.join(', ')}: ${errorMessage(err)}`))
   let closed = false
   const ready = (async () => {
     await new Promise<void>((r) => w.once('ready', () => r()))

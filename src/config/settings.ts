@@ -1,5 +1,6 @@
 // The environment variables PrivateDial reads: one table drives parsing, validation, `--help`, the
 // README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
+import { mustBe } from '../base/errors.ts'
 import { isIP } from 'node:net'
 
 export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS'
@@ -497,7 +498,7 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
     const shown = s.secret ? MASK : raw
     const r = s.parse(raw)
     if ('error' in r) {
-      problems.push(`${source} must be ${s.allowed}, got \`${shown}\` (${r.error})`)
+      problems.push(mustBe(source, s.allowed, shown, { why: r.error }))
       continue
     }
     settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
