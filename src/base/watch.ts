@@ -79,9 +79,10 @@ export function watchFiles(opts: WatchOptions): Watcher {
 
   const dirs = [...new Set([...files].map((f) => dirname(f)))]
   const w = chokidar(dirs, { ignoreInitial: true, depth: 0 })
-  w.on('all', (_event, path) => {
+  w.on('all', (event, path) => {
     const f = resolve(path)
     if (!files.has(f)) return
+    opts.log.debug(`file event: ${f}`, { event })
     pending.add(f)
     schedule()
   })
