@@ -29,6 +29,8 @@ export interface SinkOptions {
 export interface Sink {
   port: number
   received: Received[]
+  /** Every reply with which `refuse` turned a message down, by recipient. */
+  refusals: Array<{ to: string; code: number }>
   /** Every login attempt, with the password the client sent. */
   logins: Array<{ user: string; password: string }>
   close(): Promise<void>
@@ -41,6 +43,7 @@ function reply(code: number, text: string): Error {
 export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
   const received: Received[] = []
   const logins: Sink['logins'] = []
+  const refusals: Sink['refusals'] = []
   const { users, refuse } = opts
   const server = new SMTPServer({
     logger: false,
@@ -57,15 +60,20 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
         cb(null, { user: auth.username })
       else cb(reply(535, '5.7.8 Authentication credentials invalid'))
     },
-    onRcptTo(_address, _session, cb) {
-      cb(refuse?.at === 'rcpt' ? reply(refuse.code, refuse.text) : null)
+    onRcptTo(address, _session, cb) {
+      if (refuse?.at !== 'rcpt') return cb()
+      refusals.push({ to: address.address, code: refuse.code })
+      cb(reply(refuse.code, refuse.text))
     },
     onData(stream, session, cb) {
       const chunks: Buffer[] = []
       stream.on('data', (c: Buffer) => chunks.push(c))
       stream.on('end', () => {
-        if (refuse?.at === 'data') return cb(reply(refuse.code, refuse.text))
         const mailFrom = session.envelope.mailFrom
+        if (refuse?.at === 'data') {
+          refusals.push(...session.envelope.rcptTo.map((r) => ({ to: r.address, code: refuse.code })))
+          return cb(reply(refuse.code, refuse.text))
+        }
         received.push({
           from: mailFrom ? mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
@@ -87,6 +95,7 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
   return {
     port: (server.server.address() as AddressInfo).port,
     received,
+    refusals,
     logins,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
