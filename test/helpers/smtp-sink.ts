@@ -22,6 +22,8 @@ export interface SinkOptions {
   /** Accounts that may log in; without it, login is neither offered nor required. */
   users?: Record<string, string>
   port?: number
+  /** Awaited after a message's data arrived and before the server's reply: a slow server. */
+  beforeReply?: () => Promise<void>
   /** Refuse every message with this reply, at RCPT TO or after DATA. */
   refuse?: { at: 'rcpt' | 'data'; code: number; text: string }
 }
@@ -68,7 +70,7 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
     onData(stream, session, cb) {
       const chunks: Buffer[] = []
       stream.on('data', (c: Buffer) => chunks.push(c))
-      stream.on('end', () => {
+      const answer = () => {
         const mailFrom = session.envelope.mailFrom
         if (refuse?.at === 'data') {
           refusals.push(...session.envelope.rcptTo.map((r) => ({ to: r.address, code: refuse.code })))
@@ -83,7 +85,8 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
           user: session.user,
         })
         cb()
-      })
+      }
+      stream.on('end', () => void (opts.beforeReply?.() ?? Promise.resolve()).then(answer))
     },
   })
   // A client that drops a TLS handshake (as a verifying client does) is an 'error' here, not a test failure.
