@@ -128,7 +128,8 @@ export function usage(): string {
     ...ENV_VARS.map((e) => `  ${e.name.padEnd(width)}${e.doc} (default: ${e.default})`),
     '',
     `Exit codes: ${EXIT.ok} sent, ${EX_TEMPFAIL} queued for a later --flush (server unreachable or busy), ${EXIT.failure} not`,
-    `accepted (kept in the spool), ${EXIT.usage} bad command line, ${EXIT.config} configuration error (kept in the spool).`,
+    `accepted (kept in the spool; refused for good: moved to its failed/), ${EXIT.usage} bad command line (kept in`,
+    `the spool), ${EXIT.config} configuration error (kept in the spool). -u without any password sends without login.`,
   ].join('\n')
 }
 
