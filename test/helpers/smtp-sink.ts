@@ -1,6 +1,6 @@
 // A real SMTP server on 127.0.0.1 that keeps every message it accepts, for tests of mail senders.
 import { readFile } from 'node:fs/promises'
-import type { AddressInfo } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { SMTPServer } from 'smtp-server'
@@ -101,6 +101,21 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
     refusals,
     logins,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** A server on 127.0.0.1 that takes connections and never says a word: a send to it hangs. */
+export async function startSilentServer(): Promise<{ port: number; server: Server; close(): void }> {
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => sockets.add(s))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    close() {
+      for (const s of sockets) s.destroy()
+      server.close()
+    },
   }
 }
 

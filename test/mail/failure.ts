@@ -1,9 +1,8 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { cli, failed, queued, SIMPLE } from '../helpers/minivm-send.ts'
-import { selfSignedCert, startSmtpSink } from '../helpers/smtp-sink.ts'
+import { selfSignedCert, startSilentServer, startSmtpSink } from '../helpers/smtp-sink.ts'
 
 const root = t.testdir({})
 const tls = await selfSignedCert(root)
@@ -172,14 +171,9 @@ t.test('a server that wants a login keeps the mail in the spool and says how to 
 })
 
 t.test('--timeout: a server that never greets', async (t) => {
-  const sockets = new Set<Socket>()
-  const silent = createServer((s) => sockets.add(s))
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    silent.close()
-  })
-  const { port } = silent.address() as AddressInfo
+  const silent = await startSilentServer()
+  t.teardown(silent.close)
+  const { port } = silent
   const spool = newSpool()
   const r = await cli(['-H', `127.0.0.1:${port}`, '-P', 'smtp', '--timeout', '0.2'], { spool, input: SIMPLE })
   t.equal(r.code, 75)

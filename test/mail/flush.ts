@@ -1,6 +1,5 @@
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { memoryLogger } from '../../src/base/log.ts'
 import { flushSpool } from '../../src/mail/flush.ts'
@@ -8,7 +7,7 @@ import { LOCK_FILE } from '../../src/mail/spool-lock.ts'
 import { spoolMessage } from '../../src/mail/spool.ts'
 import { freePort as closedPort } from '../helpers/asterisk.ts'
 import { failed, queued, smtpOf } from '../helpers/minivm-send.ts'
-import { startSmtpSink } from '../helpers/smtp-sink.ts'
+import { startSilentServer, startSmtpSink } from '../helpers/smtp-sink.ts'
 
 const root = t.testdir({})
 let spoolCount = 0
@@ -74,21 +73,15 @@ t.test('a 550 moves each refused mail to failed/ after one try, with one log lin
 })
 
 t.test('an abort cuts off the message being sent: it stays queued and the lock is released', async (t) => {
-  // A server that takes the connection and never answers: the send hangs until its timeout.
-  const sockets = new Set<Socket>()
-  const silent = createServer((s) => sockets.add(s))
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    silent.close()
-  })
+  const silent = await startSilentServer()
+  t.teardown(silent.close)
   const spool = newSpool()
   await spoolMessage(spool, message(1), new Date())
   await spoolMessage(spool, message(2), new Date())
   const abort = new AbortController()
-  const smtp = smtpOf(['-H', `127.0.0.1:${(silent.address() as AddressInfo).port}`, '-P', 'smtp', '--timeout', '3600'])
+  const smtp = smtpOf(['-H', `127.0.0.1:${silent.port}`, '-P', 'smtp', '--timeout', '3600'])
   const flushing = flushSpool(smtp, { spoolDir: spool, log: memoryLogger('voicemail-mail'), abort: abort.signal })
-  await new Promise<void>((resolve) => silent.once('connection', () => resolve()))
+  await new Promise<void>((resolve) => silent.server.once('connection', () => resolve()))
   abort.abort()
   const r = await flushing
   t.same(r.sent, [])

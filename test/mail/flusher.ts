@@ -1,7 +1,6 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { memoryLogger } from '../../src/base/log.ts'
 import { startMailFlusher, voicemailMailService } from '../../src/mail/flusher.ts'
@@ -9,7 +8,7 @@ import { LOCK_FILE } from '../../src/mail/spool-lock.ts'
 import { spoolMessage } from '../../src/mail/spool.ts'
 import type { ServiceContext } from '../../src/service.ts'
 import { queued, SIMPLE } from '../helpers/minivm-send.ts'
-import { startSmtpSink } from '../helpers/smtp-sink.ts'
+import { startSilentServer, startSmtpSink } from '../helpers/smtp-sink.ts'
 
 const root = t.testdir({})
 let count = 0
@@ -23,18 +22,6 @@ async function setup(flags: string) {
   await writeFile(join(confDir, 'minivm.conf'), `[general]\nmailcmd = minivm-send ${flags}\n`)
   await spoolMessage(spool, Buffer.from(SIMPLE), new Date())
   return { confDir, spool, env: { MINIVM_SPOOL_DIR: spool }, log: memoryLogger('voicemail-mail') }
-}
-
-/** A server that takes connections and never says a word. */
-async function silentServer(t: Test) {
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => sockets.add(s))
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  })
-  return server
 }
 
 t.test('as a service: flushes at start, and its stop waits for the message being accepted', async (t) => {
@@ -75,9 +62,10 @@ t.test('as a service: flushes at start, and its stop waits for the message being
 })
 
 t.test('a stop whose deadline comes first cuts the send off; the mail stays queued', async (t) => {
-  const server = await silentServer(t)
-  const c = await setup(`-H 127.0.0.1:${(server.address() as AddressInfo).port} -P smtp --timeout 3600`)
-  const connected = new Promise<void>((r) => server.once('connection', () => r()))
+  const silent = await startSilentServer()
+  t.teardown(silent.close)
+  const c = await setup(`-H 127.0.0.1:${silent.port} -P smtp --timeout 3600`)
+  const connected = new Promise<void>((r) => silent.server.once('connection', () => r()))
   const flusher = startMailFlusher(c)
   await connected
   await flusher.stop(Date.now())
