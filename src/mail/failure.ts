@@ -94,7 +94,8 @@ export function describeFailure(err: unknown, conn: Omit<Connection, 'passwords'
     const transient = e.permanent === false
     const step = e.command ? ` at ${e.command}` : ''
     const refused = `${where} refused the message${step}${said}`
-    if (!transient && conn.loginSkipped) {
+    const messageOnly = e.code === 'EENVELOPE' || e.code === 'EMESSAGE'
+    if (!transient && messageOnly && conn.loginSkipped) {
       // Without the login the user named, a refusal is far likelier about that than this message.
       f = {
         problem: `${refused}; -u ${conn.user} has no password, so no login was tried: set SMTP_PASSWORD_FILE or SMTP_PASSWORD, or remove -u`,
@@ -108,7 +109,7 @@ export function describeFailure(err: unknown, conn: Omit<Connection, 'passwords'
         messageOnly: false,
       }
     } else {
-      f = { problem: refused, transient, messageOnly: e.code === 'EENVELOPE' || e.code === 'EMESSAGE' }
+      f = { problem: refused, transient, messageOnly }
     }
   } else if (e.code === 'ESOCKET' || e.code === 'ECONNECTION') {
     f = { problem: `cannot talk to ${where} (${e.originalCode ?? e.message})`, transient: true, messageOnly: false }

@@ -3,7 +3,8 @@
 //
 // MiniVM runs `( mailcmd < tmp ; rm -f tmp ) &` (app_minivm.c), so the message file is gone as soon
 // as we return and nobody looks at our exit code. A message we have read is therefore never dropped:
-// anything the server did not accept is written to the spool and `--flush` sends it later.
+// anything the server did not accept is written to the spool and `--flush` sends it later, except
+// what the server refused for good, which goes to the spool's failed/ folder and is not retried.
 
 import { fstatSync } from 'node:fs'
 import type { Readable } from 'node:stream'

@@ -12,6 +12,8 @@ import { getValues, parseConf, setValue } from '../../src/config/conf.ts'
 import { readSettings } from '../../src/config/settings.ts'
 import { memoryLogger } from '../../src/base/log.ts'
 import { flushVoicemailSpool } from '../../src/mail/flush.ts'
+import { startMailFlusher } from '../../src/mail/flusher.ts'
+import { mailStatus } from '../../src/mail/status.ts'
 import { freePort, SHIPPED_CONFIG, startTestPbx, USERS, type TestPbx } from '../helpers/asterisk.ts'
 import { selfSignedCert, startSmtpSink, type Sink } from '../helpers/smtp-sink.ts'
 import { driver, finalResponses, findTools, rtpPcap, tone } from '../helpers/sipp.ts'
@@ -103,6 +105,30 @@ else {
     t.notMatch(log.lines.join('\n'), /smtp-pw/, 'the password is never logged')
   })
 
+  t.test('a mail the server refuses for good (550) goes to failed/ after one try', async (t) => {
+    const text = '5.1.1 <bob@example.com>: Recipient address rejected'
+    const server = await startSmtpSink({
+      tls: 'starttls',
+      cert: tls,
+      users,
+      port: smtpPort,
+      refuse: { at: 'rcpt', code: 550, text },
+    })
+    t.teardown(() => server.close())
+    const failedDir = join(outbox, 'failed')
+    const before = await readdir(failedDir).catch(() => [] as string[])
+    await leaveMessage(t)
+    await until('the refused mail did not reach failed/', async () =>
+      (await readdir(failedDir).catch(() => [] as string[])).length > before.length ? true : undefined,
+    )
+    t.same(server.refusals, [{ to: 'bob@example.com', code: 550 }], 'tried once')
+    t.same(await queued(), [], 'nothing waits in the spool for a retry')
+    const log = memoryLogger('voicemail-mail')
+    const flushed = await flushVoicemailSpool(join(pbx.dir, 'etc'), process.env, log)
+    t.same([flushed?.sent, flushed?.failures], [[], []], 'a flush leaves failed/ alone')
+    t.equal(server.refusals.length, 1)
+  })
+
   t.test('the shipped minivm.conf and the compose SMTP settings mail through a server with no login', async (t) => {
     // docker-compose.yml sets SMTP_HOST, SMTP_SECURITY and SMTP_FROM; the port is this test's.
     const port = await freePort()
@@ -136,5 +162,28 @@ else {
     t.equal(mail.from, 'pbx@example.com')
     t.ok(mail.secure, 'over STARTTLS')
     t.same(server.logins, [], 'without a login')
+  })
+
+  t.test('a mailcmd with a flag minivm-send does not know keeps the voicemail, and says so', async (t) => {
+    const spool = join(scratch, 'outbox-typo')
+    process.env.MINIVM_SPOOL_DIR = spool
+    const typo = await pbxMailingWith(`${minivmSend} -H 127.0.0.1:${smtpPort} -P starttls --sender pbx@example.com`)
+    await leaveMessage(t, typo)
+    // MiniVM deleted its file when mailcmd returned; the mail lives on in the spool.
+    await until('the mail was not kept', async () =>
+      (await readdir(spool).catch(() => [] as string[])).some((f) => f.endsWith('.eml')) ? true : undefined,
+    )
+    const confDir = join(typo.dir, 'etc')
+    const status = await mailStatus(confDir, process.env)
+    t.match(status.problems, [/mailcmd: minivm-send refuses it \(Unknown option '--sender'/], 'check reports the flag')
+    t.match(status.warnings, [/^1 voicemail e-mail\(s\) wait in /], 'and the mail that waits')
+    const log = memoryLogger('voicemail-mail')
+    const flusher = startMailFlusher({ confDir, env: process.env, log })
+    await flusher.flush()
+    await flusher.stop(Date.now() + 10_000)
+    t.match(
+      log.lines.join('\n'),
+      /ERROR voicemail-mail: flushing queued voicemail e-mails failed: Unknown option '--sender'.* waiting=1/,
+    )
   })
 }
