@@ -57,7 +57,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
+      const { mailStatus } = await import('./mail/status.ts')
       const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
+      // Mail that waits is no configuration error, but a mailcmd minivm-send refuses is.
+      const mail = await mailStatus(ctx.confDir, ctx.env)
+      for (const warning of mail.warnings) ctx.log.child('check').warn(warning)
+      problems.push(...mail.problems)
       if (problems.length) throw new ConfigError(problems)
       ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok

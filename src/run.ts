@@ -12,6 +12,7 @@ import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './aster
 import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
 import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
+import { voicemailMailService } from './mail/flusher.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
@@ -135,7 +136,7 @@ export async function run(opts: RunOptions): Promise<number> {
     asterisk,
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
-    mailFlusher(),
+    voicemailMailService(),
   ]
   if (!websms) phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
@@ -327,30 +328,6 @@ function certificateKeeper(
       // drain); the next start checks again, and nothing is written half.
       void keeper?.stop()
       return Promise.resolve()
-    },
-  }
-}
-
-/** Voicemail e-mails minivm-send could not send wait in its spool; this retries them while run runs. */
-function mailFlusher(): Service {
-  let timer: NodeJS.Timeout | undefined
-  let flushing: Promise<unknown> | undefined
-  return {
-    name: 'voicemail-mail',
-    async start(ctx) {
-      const { FLUSH_INTERVAL_MS, flushVoicemailSpool } = await import('./mail/flush.ts')
-      if (ctx.signal.aborted) return
-      const flush = () => {
-        flushing ??= flushVoicemailSpool(ctx.confDir, process.env, ctx.log)
-          .catch((err: Error) => ctx.log.error(`flushing queued voicemail e-mails failed: ${err.message}`))
-          .finally(() => (flushing = undefined))
-      }
-      timer = setInterval(flush, FLUSH_INTERVAL_MS)
-      flush()
-    },
-    async stop(deadline) {
-      clearInterval(timer)
-      await settleBy(flushing?.then(() => undefined) ?? Promise.resolve(), deadline)
     },
   }
 }

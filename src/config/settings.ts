@@ -289,7 +289,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     name: 'MINIVM_SPOOL_DIR',
     group: 'Voicemail mail',
-    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
+    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes, except those refused for good, which go to its failed/ folder',
     default: '/var/spool/asterisk/minivm-outbox',
     value: '/var/spool/asterisk/minivm-outbox',
     allowed: 'an absolute path',
