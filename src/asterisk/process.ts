@@ -48,12 +48,12 @@ export function notExecutable(bin: string, path = process.env.PATH ?? ''): strin
 }
 
 /** Run one CLI command in the running Asterisk and return its output. */
-export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000): Promise<string> {
+export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       t.bin,
       [...confArgs(t), '-rx', command],
-      { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 },
+      { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20, ...(signal ? { signal } : {}) },
       (err, stdout, stderr) => {
         // Asterisk's remote console exits 0 even when it could not connect; its message says so.
         if (err || /Unable to connect to remote asterisk/.test(stdout)) {
@@ -116,14 +116,15 @@ export function spawnAsterisk(
 
 /**
  * Resolves once Asterisk says it is fully booted. Until its control socket exists the remote
- * console can't connect, so connecting is retried; `alive` ends the wait if Asterisk exits first.
+ * console can't connect, so connecting is retried. `gone` (Asterisk exited) ends the wait and the
+ * remote console in flight: once this settles, no process of it is left.
  */
-export async function waitFullyBooted(t: AsteriskTarget, alive: () => boolean, timeoutMs = 60_000): Promise<void> {
+export async function waitFullyBooted(t: AsteriskTarget, gone: AbortSignal, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last = ''
-  while (alive()) {
+  while (!gone.aborted) {
     try {
-      await rx(t, 'core waitfullybooted', Math.max(1000, deadline - Date.now()))
+      await rx(t, 'core waitfullybooted', Math.max(1000, deadline - Date.now()), gone)
       return
     } catch (err) {
       last = errorMessage(err)

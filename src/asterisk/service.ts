@@ -62,7 +62,7 @@ export function asteriskService(opts: AsteriskServiceOptions): AsteriskService {
     start() {
       supervisor = supervise({
         start: () => spawnAsterisk(opts.target, { user: opts.user, onLine }),
-        waitReady: (_c, alive) => waitFullyBooted(opts.target, alive),
+        waitReady: (_c, gone) => waitFullyBooted(opts.target, gone),
         drain: () => rx(opts.target, 'core stop gracefully').then(() => undefined),
         stopNow: () => rx(opts.target, 'core stop now').then(() => undefined),
         log: opts.log,

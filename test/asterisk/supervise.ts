@@ -45,7 +45,12 @@ function deps(script: Behaviour[], extra: Partial<SuperviseDeps> = {}) {
       started.push(c)
       return c
     },
-    waitReady: (c) => readyOf.get(c)!,
+    // As the real one: settles once the child is gone, ready or not.
+    waitReady: (c, gone) =>
+      Promise.race([
+        readyOf.get(c)!,
+        new Promise<void>((_, fail) => gone.addEventListener('abort', () => fail(new Error('exited')))),
+      ]),
     drain: async () => started.at(-1)?.kill('SIGTERM'),
     stopNow: async () => started.at(-1)?.kill('SIGINT'),
     log,
