@@ -12,7 +12,6 @@ import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './aster
 import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
 import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
-import { voicemailMailService } from './mail/flusher.ts'
 import { checkConfDir } from './check.ts'
 import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
@@ -136,7 +135,7 @@ export async function run(opts: RunOptions): Promise<number> {
     asterisk,
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
-    voicemailMailService(),
+    lazy('voicemail-mail', async () => (await import('./mail/flusher.ts')).voicemailMailService()),
   ]
   if (!websms) phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
@@ -329,5 +328,20 @@ function certificateKeeper(
       void keeper?.stop()
       return Promise.resolve()
     },
+  }
+}
+
+/** A service whose code loads when it starts, so that what Asterisk does not need loads after its spawn. */
+function lazy(name: string, load: () => Promise<Service>): Service {
+  let real: Service | undefined
+  return {
+    name,
+    async start(ctx) {
+      const service = await load()
+      if (ctx.signal.aborted) return
+      real = service
+      await real.start(ctx)
+    },
+    stop: (deadline, why) => real?.stop(deadline, why) ?? Promise.resolve(),
   }
 }
