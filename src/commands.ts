@@ -1,7 +1,7 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { ConfigError, EXIT, UsageError } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT, UsageError } from './base/errors.ts'
 import { createLogger, type Level, type Logger } from './base/log.ts'
 import { readSettings, settingByName, SETTINGS, valueOf, type Settings } from './config/settings.ts'
 
@@ -57,7 +57,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
+      const { mailStatus } = await import('./mail/status.ts')
       const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
+      // Mail that waits is no configuration error, but a mailcmd minivm-send refuses is.
+      const mail = await mailStatus(ctx.confDir, ctx.env)
+      for (const warning of mail.warnings) ctx.log.child('check').warn(warning)
+      problems.push(...mail.problems)
       if (problems.length) throw new ConfigError(problems)
       ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok
@@ -172,7 +177,7 @@ export async function main(
       try {
         values = parseArgs({ args: rest, options, allowPositionals: false }).values
       } catch (err) {
-        throw new UsageError(`${name}: ${(err as Error).message}`)
+        throw new UsageError(`${name}: ${errorMessage(err)}`)
       }
     }
     if (values.help) {
@@ -193,7 +198,7 @@ export async function main(
       log.error(err.message)
       return EXIT.usage
     }
-    log.error((err as Error).message ?? String(err))
+    log.error(errorMessage(err))
     if (level === 'debug' && err instanceof Error && err.stack) log.debug(err.stack)
     return EXIT.failure
   }

@@ -93,20 +93,27 @@ else {
       })
     return { proc, output: () => output, waitFor }
   }
+  /** `privatedial run` on a PBX config of its own, removed at the end of test `owner`. */
+  const startFreshRun = async (owner: Test, extra: Record<string, string> = {}) => {
+    const pbx = await prepareTestPbx(asterisk)
+    owner.teardown(() => pbx.remove())
+    return { pbx, ...startRun(owner, pbx, extra) }
+  }
   const env = runEnv(conf)
   const main = startRun(t, conf)
   const { proc, waitFor } = main
   const target = `127.0.0.1:${conf.sipPort}`
-  /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
-  const register = async (user: string, password: string, port?: number) => {
+  /** The final answer to a phone's REGISTER at `pbx`, after any 401 challenge: 200 when registered. */
+  const registerAt = async (pbx: TestPbxFiles, user: string, password: string, port?: number) => {
     const r = await runSipp(sipp.bin, {
       scenario: 'uac-register.xml',
-      target,
+      target: `127.0.0.1:${pbx.sipPort}`,
       port: port ?? (await freePort()),
       auth: { user, password },
     })
     return finalResponses(r, 'REGISTER').at(-1)
   }
+  const register = (user: string, password: string, port?: number) => registerAt(conf, user, password, port)
   /** Waits until Asterisk counts `n` active calls (the callee answered). */
   const callsUp = async (n: number) => {
     for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
@@ -249,9 +256,7 @@ else {
   })
 
   t.test('a user added while Asterisk boots can register once it is up, and no reload fails', async (t) => {
-    const booting = await prepareTestPbx(asterisk)
-    t.teardown(() => booting.remove())
-    const { proc: run, output, waitFor } = startRun(t, booting)
+    const { pbx: booting, proc: run, output, waitFor } = await startFreshRun(t)
     // The watcher is up well before Asterisk has booted (it takes the better part of a second).
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     const file = join(booting.etc, 'pjsip_endpoint.conf')
@@ -266,13 +271,7 @@ else {
         ? 'the change came during the boot'
         : 'Asterisk had booted before the change was seen',
     )
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${booting.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'gina', password: 'gina-pw-3c4d' },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
+    t.equal(await registerAt(booting, 'gina', 'gina-pw-3c4d'), 200, 'gina registers')
     t.notMatch(output(), /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
@@ -281,9 +280,7 @@ else {
   t.test(
     'SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left',
     async (t) => {
-      const early = await prepareTestPbx(asterisk)
-      t.teardown(() => early.remove())
-      const { proc: run, output, waitFor } = startRun(t, early)
+      const { proc: run, output, waitFor } = await startFreshRun(t)
       await waitFor(/Asterisk started/)
       const kids = descendants(run.pid!)
       run.kill('SIGTERM')
@@ -310,13 +307,11 @@ else {
     t.teardown(() => new Promise((r) => silent.close(r)))
     silent.on('connection', (socket) => t.teardown(() => void socket.destroy()))
     const caPort = (silent.address() as AddressInfo).port
-    const ordering = await prepareTestPbx(asterisk)
-    t.teardown(() => ordering.remove())
     const {
       proc: run,
       output,
       waitFor,
-    } = startRun(t, ordering, {
+    } = await startFreshRun(t, {
       TLS_MODE: 'acme',
       ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`,
       ACME_DOMAINS: 'pbx.example.com',
@@ -335,9 +330,7 @@ else {
   })
 
   t.test('a check that throws while Asterisk boots is a logged problem; run and its calls go on', async (t) => {
-    const looping = await prepareTestPbx(asterisk)
-    t.teardown(() => looping.remove())
-    const { proc: run, output, waitFor } = startRun(t, looping)
+    const { pbx: looping, proc: run, output, waitFor } = await startFreshRun(t)
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     // An include that is a symlink loop: reading it fails with ELOOP, so the check itself throws.
     const loop = join(looping.dir, 'loop.conf')
@@ -349,13 +342,7 @@ else {
     await waitFor(/checking the config after a change to pjsip_endpoint\.conf failed: .*ELOOP/)
     await waitFor(/not reloading after a change to pjsip_endpoint\.conf: Asterisk keeps its current configuration/)
     t.equal(run.exitCode, null, 'run is still running')
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${looping.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'alice', password: USERS.alice.password },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'alice still registers')
+    t.equal(await registerAt(looping, 'alice', USERS.alice.password), 200, 'alice still registers')
     t.match(
       execFileSync('ps', ['-o', 'args=', '-p', String(run.pid)], { encoding: 'utf8' }),
       /^privatedial run/,
@@ -483,24 +470,17 @@ else {
     const taken = createServer(() => {})
     await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r))
     t.teardown(() => new Promise((r) => taken.close(r)))
-    const busy = await prepareTestPbx(asterisk)
-    t.teardown(() => busy.remove())
     const {
+      pbx: busy,
       proc: run,
       output,
       waitFor,
-    } = startRun(t, busy, {
+    } = await startFreshRun(t, {
       WEBSMS_PORT: String((taken.address() as AddressInfo).port),
     })
     await waitFor(/PrivateDial ready/)
     t.match(output(), /ERROR websms: could not start; the PBX runs on without it: .*EADDRINUSE/)
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${busy.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'alice', password: USERS.alice.password },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'phones register')
+    t.equal(await registerAt(busy, 'alice', USERS.alice.password), 200, 'phones register')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })
