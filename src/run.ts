@@ -134,7 +134,8 @@ export async function run(opts: RunOptions): Promise<number> {
   // spawns before anything it does not need is even loaded; the rest follow it.
   const services: Service[] = [
     ...(websms ? [websms] : []),
-    textsStore(user),
+    // Asterisk, once it dropped root, must read the manager.conf the texts service writes.
+    lazy('texts', async () => (await import('./texts/service.ts')).textsService({ asteriskOwner: user })),
     asterisk,
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
@@ -255,23 +256,6 @@ function websmsService(settings: Settings, confDir: string): (Service & { reload
     },
     async reload() {
       await websms?.reload()
-    },
-  }
-}
-
-/** Texts for phones that are offline (src/texts/), loaded only when run gets to it. */
-function textsStore(user: Account | undefined): Service {
-  let texts: Service | undefined
-  return {
-    name: 'texts',
-    async start(ctx) {
-      const { textsService } = await import('./texts/service.ts')
-      // Asterisk, once it dropped root, must read the manager.conf the service writes.
-      texts = textsService({ asteriskOwner: user })
-      await texts.start(ctx)
-    },
-    async stop(deadline, why) {
-      await texts?.stop(deadline, why)
     },
   }
 }
