@@ -226,6 +226,11 @@ export async function openStore(opts: { dir: string; log: Logger }): Promise<Sto
       await unlink(join(dir, `${id}${SUFFIX}`)).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') log.error(`removing the stored text ${id} failed: ${err.message}`)
       })
+      // Nothing left that a journal line could be about: start it afresh rather than let it grow.
+      if (!states.size && !buffered) {
+        await syncing
+        if (!states.size && !buffered) await journal.truncate(0)
+      }
     },
     size: () => states.size,
     async close() {

@@ -190,6 +190,19 @@ else {
     t.same(bodies(dave), ['one', 'two'], 'the oldest are kept')
   })
 
+  t.test("above a user's byte cap a text is refused too", async (t) => {
+    await service(t, { TEXT_MAX_BYTES_PER_USER: '1024' })
+    const alice = await online(t, 'alice')
+    const big = `${'x'.repeat(600)} one`
+    t.equal(taken(await text('alice', USERS.dave.number, big)), 202)
+    t.equal(taken(await text('alice', USERS.dave.number, `${'y'.repeat(600)} two`)), 202)
+    const [notice] = await alice.waitForTexts(1)
+    t.match(notice?.body, /too many texts waiting/)
+    const dave = await online(t, 'dave')
+    await dave.waitForTexts(1)
+    t.same(bodies(dave), [big], 'the first is kept')
+  })
+
   /** The service in its own process, for restarts. Its stdout lines. */
   const child = async (t: Test, storeDir: string) => {
     const lines: string[] = []

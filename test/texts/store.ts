@@ -66,6 +66,17 @@ t.test('texts and their deliveries survive a reopen; bodies keep their bytes', a
   t.same((await readStoreDir(d)).length, 3, 'readStoreDir sees the same texts')
 })
 
+t.test('the journal starts afresh once no text is left', async (t) => {
+  const d = await dir(t)
+  const s = await openStore({ dir: d, log: memoryLogger() })
+  const a = await s.add({ user: 'bob', to: '+1', from: '<sip:+2@x>', body: Buffer.from('x'), time: 1 })
+  await s.delivered(a.id, 'call-id:abc@127.0.0.1', 2)
+  t.not(await readFile(join(d, 'delivered.log'), 'utf8'), '')
+  await s.remove(a.id)
+  t.equal(await readFile(join(d, 'delivered.log'), 'utf8'), '')
+  await s.close()
+})
+
 t.test('an unacknowledged temp file is removed, an unreadable text moved aside and said so', async (t) => {
   const d = await dir(t)
   await writeFile(join(d, '.20260101T000000000Z-000000-abcdef.json.123.tmp'), '{"half')
