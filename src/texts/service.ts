@@ -127,7 +127,8 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
     const a = openAmi({ ...account, log, events: 'system', retryMs: { base: 100, max: 1000 } })
     ami = a
 
-    const notify = async (text: StoredText, reason: string, body = text.body) => {
+    /** Tells a local sender, with a text of its own, that theirs was not delivered. */
+    const notify = async (text: StoredText, reason: string) => {
       if (!text.fromUser) {
         log.info('the sender is no local user; nobody to tell', { user: text.user, id: text.id })
         return
@@ -136,7 +137,7 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
         user: text.fromUser,
         to: '',
         from: `<sip:${text.to}@${domainOf(text.from)}>`,
-        body: Buffer.from(noticeText({ to: text.to, body: body.toString('utf8') }, reason)),
+        body: Buffer.from(noticeText({ to: text.to, body: text.body.toString('utf8') }, reason)),
         time: Date.now(),
       })
     }
@@ -147,7 +148,7 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
       expiryMs: cfg.expiryMs,
       fanoutMs: cfg.fanoutMs,
       confirmMs: CONFIRM_MS,
-      notify: (text, reason) => notify(text, reason),
+      notify,
       transport: {
         async send(user, contact, text) {
           await a.action({
@@ -167,7 +168,7 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
     })
     deliverer = d
 
-    /** Stores a text; false when the user's cap is reached. */
+    /** Stores a text; undefined when the user's cap is reached. */
     const accept = async (t: NewText): Promise<StoredText | undefined> => {
       const waiting = s.texts(t.user).filter((x) => !x.deliveredTo.size)
       const bytes = waiting.reduce((n, x) => n + x.text.body.length, 0)
@@ -279,12 +280,19 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
         srv.off('error', reject)
         resolve()
       })
-    }).catch((err) => {
+    }).catch(async (err) => {
+      // run does not stop a service that did not start: let go of what is open.
+      await Promise.allSettled([a.close(), s.close()])
       throw wrap(`listening for the dial plan on 127.0.0.1:${port} (TEXT_STORE_PORT)`, err)
     })
     apiPort = port
     const every = Math.max(200, Math.min(60_000, cfg.expiryMs / 4, cfg.fanoutMs / 4 || 60_000))
-    sweeper = setInterval(() => void d.sweep(), every)
+    let sweeping = false
+    sweeper = setInterval(() => {
+      if (sweeping) return
+      sweeping = true
+      void d.sweep().finally(() => (sweeping = false))
+    }, every)
     log.info('texts service is up', {
       api: `127.0.0.1:${port}`,
       ami: `127.0.0.1:${cfg.amiPort}`,

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createServer } from 'node:http'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { memoryLogger } from '../../src/base/log.ts'
@@ -201,6 +202,15 @@ else {
     const dave = await online(t, 'dave')
     await dave.waitForTexts(1)
     t.same(bodies(dave), [big], 'the first is kept')
+  })
+
+  t.test('a store port already taken: the service says which, and does not start', async (t) => {
+    const squatter = createServer(() => {})
+    await new Promise<void>((r) => squatter.listen(pbx.storePort, '127.0.0.1', r))
+    t.teardown(() => new Promise((r) => squatter.close(r)))
+    const svc = textsService()
+    const ctx = pbx.context(pbx.env({ TEXT_STORE_DIR: join(scratch, `store-${++stores}`) }))
+    await t.rejects(svc.start(ctx), /listening for the dial plan on 127\.0\.0\.1:\d+ \(TEXT_STORE_PORT\): .*EADDRINUSE/)
   })
 
   /** The service in its own process, for restarts. Its stdout lines. */
