@@ -144,13 +144,17 @@ async function measure(tools: Tools, mode: 'nft' | 'asterisk', lab: Lab, cleanup
   const { add, crossed } = crossings()
   listeners.push(add)
   let alive = true
+  const gone = new AbortController()
   const child = spawnAsterisk(conf.target, { onLine: (line) => listeners.forEach((l) => l(line)) })
-  void child.exited.then(() => (alive = false))
+  void child.exited.then(() => {
+    alive = false
+    gone.abort()
+  })
   cleanups.push(async () => {
     if (alive) await rx(conf.target, 'core stop now').catch(() => child.kill('SIGKILL'))
     await child.exited
   })
-  await waitFullyBooted(conf.target, () => alive)
+  await waitFullyBooted(conf.target, gone.signal)
 
   const enforced = new Map<string, number>()
   const log = createLogger({

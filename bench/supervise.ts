@@ -33,6 +33,8 @@ if (typeof asterisk === 'string') {
     TLS_CERT_FILE: conf.certFile,
     TLS_KEY_FILE: conf.keyFile,
     MINIVM_SPOOL_DIR: join(conf.dir, 'outbox'),
+    TEXT_STORE_DIR: join(conf.dir, 'texts'),
+    AMI_PORT: String(conf.amiPort),
     // Never nftables in the machine's own namespace, never the machine's /var/lib.
     BAN_MODE: 'asterisk',
     BAN_FILE: join(conf.dir, 'bans.json'),
@@ -91,7 +93,7 @@ if (typeof asterisk === 'string') {
   await new Promise((r) => setTimeout(r, 1000))
   const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8')
   console.log(
-    `resident memory of the node process after boot: ${mb(status, 'VmRSS').toFixed(1)} MB (goal < 60 MB): ${mb(status, 'RssAnon').toFixed(1)} MB its own (heap, buffers), ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`,
+    `memory of run after boot, 1,000 endpoints: RssAnon ${mb(status, 'RssAnon').toFixed(1)} MB, its own (heap, buffers; goal <= 30 MB); RSS ${mb(status, 'VmRSS').toFixed(1)} MB, with ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`,
   )
   const bare = (code: string) =>
     mb(

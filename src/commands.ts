@@ -1,7 +1,7 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { ConfigError, EXIT, UsageError } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT, UsageError } from './base/errors.ts'
 import { createLogger, type Level, type Logger } from './base/log.ts'
 import { readSettings, settingByName, SETTINGS, valueOf, type Settings } from './config/settings.ts'
 
@@ -59,7 +59,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
+      const { mailStatus } = await import('./mail/status.ts')
       const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
+      // Mail that waits is no configuration error, but a mailcmd minivm-send refuses is.
+      const mail = await mailStatus(ctx.confDir, ctx.env)
+      for (const warning of mail.warnings) ctx.log.child('check').warn(warning)
+      problems.push(...mail.problems)
       if (problems.length) throw new ConfigError(problems)
       ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok
@@ -115,6 +120,20 @@ const COMMANDS: Record<string, Command> = {
       const r = await health({ bin: valueOf(ctx.settings, 'ASTERISK_BIN')!, confDir: ctx.confDir })
       ctx.out(`${r.ok ? 'healthy' : 'unhealthy'}: ${r.detail}\n`)
       return r.ok ? EXIT.ok : EXIT.failure
+    },
+  },
+  texts: {
+    summary: 'list the texts kept for phones that are offline: per user, how many, the oldest, their size',
+    usage: 'privatedial texts [--bodies]',
+    options: {
+      bodies: { type: 'boolean', doc: 'also list each text: when it was sent, by whom, to how many phones, its body' },
+    },
+    async run(ctx, values) {
+      const { readStoreDir } = await import('./texts/store.ts')
+      const { formatReport } = await import('./texts/report.ts')
+      const dir = valueOf(ctx.settings, 'TEXT_STORE_DIR')!
+      ctx.out(formatReport(dir, await readStoreDir(dir), { bodies: values.bodies === true }))
+      return EXIT.ok
     },
   },
 }
@@ -186,7 +205,7 @@ export async function main(
       try {
         ;({ values, positionals } = parseArgs({ args: rest, options, allowPositionals: !!command.positionals }))
       } catch (err) {
-        throw new UsageError(`${name}: ${(err as Error).message}`)
+        throw new UsageError(`${name}: ${errorMessage(err)}`)
       }
     }
     if (values.help) {
@@ -207,7 +226,7 @@ export async function main(
       log.error(err.message)
       return EXIT.usage
     }
-    log.error((err as Error).message ?? String(err))
+    log.error(errorMessage(err))
     if (level === 'debug' && err instanceof Error && err.stack) log.debug(err.stack)
     return EXIT.failure
   }

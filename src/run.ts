@@ -15,7 +15,7 @@ import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { logFilesService } from './asterisk/log-files.ts'
 import { banService } from './ban/service.ts'
 import { checkConfDir } from './check.ts'
-import { ConfigError, EXIT } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
 import { seed } from './config/seed.ts'
 import { valueOf, type Settings } from './config/settings.ts'
@@ -139,17 +139,21 @@ export async function run(opts: RunOptions): Promise<number> {
     })
   })
   const websms = websmsService(settings, confDir)
-  // Order matters: WebSMS takes webhooks while Asterisk (re)starts (they wait in its queue);
-  // Asterisk spawns before anything it does not need is even loaded; the rest follow it.
+  // Order matters: WebSMS takes webhooks while Asterisk (re)starts (they wait in its queue); the
+  // texts service writes manager.conf before Asterisk reads it and takes the dial plan's texts from
+  // the first one on, and is stopped after Asterisk, whose drain may still hand it texts; Asterisk
+  // spawns before anything it does not need is even loaded; the rest follow it.
   const services: Service[] = [
     ...(websms ? [websms] : []),
+    // Asterisk, once it dropped root, must read the manager.conf the texts service writes.
+    lazy('texts', async () => (await import('./texts/service.ts')).textsService({ asteriskOwner: user })),
     asterisk,
     // Right behind Asterisk: a scanner probes from the first second.
     bans,
     logFilesService(),
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
-    mailFlusher(),
+    lazy('voicemail-mail', async () => (await import('./mail/flusher.ts')).voicemailMailService()),
   ]
   if (!websms) phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
@@ -213,7 +217,7 @@ export async function run(opts: RunOptions): Promise<number> {
       started.push(s)
       ctx.log.debug(`started in ${Date.now() - t} ms`)
     } catch (err) {
-      ctx.log.error(`could not start; the PBX runs on without it: ${(err as Error).message}`)
+      ctx.log.error(`could not start; the PBX runs on without it: ${errorMessage(err)}`)
     }
   }
   starting = undefined
@@ -345,26 +349,17 @@ function certificateKeeper(
   }
 }
 
-/** Voicemail e-mails minivm-send could not send wait in its spool; this retries them while run runs. */
-function mailFlusher(): Service {
-  let timer: NodeJS.Timeout | undefined
-  let flushing: Promise<unknown> | undefined
+/** A service whose code loads when it starts, so that what Asterisk does not need loads after its spawn. */
+function lazy(name: string, load: () => Promise<Service>): Service {
+  let real: Service | undefined
   return {
-    name: 'voicemail-mail',
+    name,
     async start(ctx) {
-      const { FLUSH_INTERVAL_MS, flushVoicemailSpool } = await import('./mail/flush.ts')
+      const service = await load()
       if (ctx.signal.aborted) return
-      const flush = () => {
-        flushing ??= flushVoicemailSpool(ctx.confDir, process.env, ctx.log)
-          .catch((err: Error) => ctx.log.error(`flushing queued voicemail e-mails failed: ${err.message}`))
-          .finally(() => (flushing = undefined))
-      }
-      timer = setInterval(flush, FLUSH_INTERVAL_MS)
-      flush()
+      real = service
+      await real.start(ctx)
     },
-    async stop(deadline) {
-      clearInterval(timer)
-      await settleBy(flushing?.then(() => undefined) ?? Promise.resolve(), deadline)
-    },
+    stop: (deadline, why) => real?.stop(deadline, why) ?? Promise.resolve(),
   }
 }

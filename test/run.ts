@@ -6,7 +6,8 @@ import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
-import { findAsterisk, freePort, prepareTestPbx, USERS, type PreparedAsterisk } from './helpers/asterisk.ts'
+import { findAsterisk, freePort, prepareTestPbx, USERS, type TestPbxFiles } from './helpers/asterisk.ts'
+import { startPhone } from './helpers/phone.ts'
 import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
 
 const asterisk = findAsterisk()
@@ -40,7 +41,7 @@ else {
   const conf = await prepareTestPbx(asterisk)
   t.teardown(() => conf.remove())
   /** What run gets to use a test PBX's config: its Asterisk as root, a short drain, every log line. */
-  const runEnv = (pbx: PreparedAsterisk, extra: Record<string, string> = {}) => ({
+  const runEnv = (pbx: TestPbxFiles, extra: Record<string, string> = {}) => ({
     ...process.env,
     ASTERISK_CONF_DIR: pbx.etc,
     ASTERISK_BIN: asterisk.bin,
@@ -48,6 +49,8 @@ else {
     TLS_CERT_FILE: pbx.certFile,
     TLS_KEY_FILE: pbx.keyFile,
     MINIVM_SPOOL_DIR: join(pbx.dir, 'outbox'),
+    TEXT_STORE_DIR: join(pbx.dir, 'texts'),
+    AMI_PORT: String(pbx.amiPort),
     STOP_GRACE_SECONDS: '3',
     LOG_LEVEL: 'debug',
     // Never nftables in the machine's own namespace, never the machine's /var/lib.
@@ -56,7 +59,7 @@ else {
     ...extra,
   })
   /** `privatedial run` on a test PBX, killed at the end of test `owner` if still there. */
-  const startRun = (owner: Test, pbx: PreparedAsterisk, extra: Record<string, string> = {}) => {
+  const startRun = (owner: Test, pbx: TestPbxFiles, extra: Record<string, string> = {}) => {
     let output = ''
     const waiters = new Set<() => void>()
     const proc: ResultPromise = execa(process.execPath, [cli, 'run'], {
@@ -93,20 +96,27 @@ else {
       })
     return { proc, output: () => output, waitFor }
   }
+  /** `privatedial run` on a PBX config of its own, removed at the end of test `owner`. */
+  const startFreshRun = async (owner: Test, extra: Record<string, string> = {}) => {
+    const pbx = await prepareTestPbx(asterisk)
+    owner.teardown(() => pbx.remove())
+    return { pbx, ...startRun(owner, pbx, extra) }
+  }
   const env = runEnv(conf)
   const main = startRun(t, conf)
   const { proc, waitFor } = main
   const target = `127.0.0.1:${conf.sipPort}`
-  /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
-  const register = async (user: string, password: string, port?: number) => {
+  /** The final answer to a phone's REGISTER at `pbx`, after any 401 challenge: 200 when registered. */
+  const registerAt = async (pbx: TestPbxFiles, user: string, password: string, port?: number) => {
     const r = await runSipp(sipp.bin, {
       scenario: 'uac-register.xml',
-      target,
+      target: `127.0.0.1:${pbx.sipPort}`,
       port: port ?? (await freePort()),
       auth: { user, password },
     })
     return finalResponses(r, 'REGISTER').at(-1)
   }
+  const register = (user: string, password: string, port?: number) => registerAt(conf, user, password, port)
   /** Waits until Asterisk counts `n` active calls (the callee answered). */
   const callsUp = async (n: number) => {
     for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
@@ -260,9 +270,7 @@ else {
   })
 
   t.test('a user added while Asterisk boots can register once it is up, and no reload fails', async (t) => {
-    const booting = await prepareTestPbx(asterisk)
-    t.teardown(() => booting.remove())
-    const { proc: run, output, waitFor } = startRun(t, booting)
+    const { pbx: booting, proc: run, output, waitFor } = await startFreshRun(t)
     // The watcher is up well before Asterisk has booted (it takes the better part of a second).
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     const file = join(booting.etc, 'pjsip_endpoint.conf')
@@ -277,13 +285,7 @@ else {
         ? 'the change came during the boot'
         : 'Asterisk had booted before the change was seen',
     )
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${booting.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'gina', password: 'gina-pw-3c4d' },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
+    t.equal(await registerAt(booting, 'gina', 'gina-pw-3c4d'), 200, 'gina registers')
     t.notMatch(output(), /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
@@ -292,9 +294,7 @@ else {
   t.test(
     'SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left',
     async (t) => {
-      const early = await prepareTestPbx(asterisk)
-      t.teardown(() => early.remove())
-      const { proc: run, output, waitFor } = startRun(t, early)
+      const { proc: run, output, waitFor } = await startFreshRun(t)
       await waitFor(/Asterisk started/)
       const kids = descendants(run.pid!)
       run.kill('SIGTERM')
@@ -321,13 +321,11 @@ else {
     t.teardown(() => new Promise((r) => silent.close(r)))
     silent.on('connection', (socket) => t.teardown(() => void socket.destroy()))
     const caPort = (silent.address() as AddressInfo).port
-    const ordering = await prepareTestPbx(asterisk)
-    t.teardown(() => ordering.remove())
     const {
       proc: run,
       output,
       waitFor,
-    } = startRun(t, ordering, {
+    } = await startFreshRun(t, {
       TLS_MODE: 'acme',
       ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`,
       ACME_DOMAINS: 'pbx.example.com',
@@ -346,9 +344,7 @@ else {
   })
 
   t.test('a check that throws while Asterisk boots is a logged problem; run and its calls go on', async (t) => {
-    const looping = await prepareTestPbx(asterisk)
-    t.teardown(() => looping.remove())
-    const { proc: run, output, waitFor } = startRun(t, looping)
+    const { pbx: looping, proc: run, output, waitFor } = await startFreshRun(t)
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     // An include that is a symlink loop: reading it fails with ELOOP, so the check itself throws.
     const loop = join(looping.dir, 'loop.conf')
@@ -360,13 +356,7 @@ else {
     await waitFor(/checking the config after a change to pjsip_endpoint\.conf failed: .*ELOOP/)
     await waitFor(/not reloading after a change to pjsip_endpoint\.conf: Asterisk keeps its current configuration/)
     t.equal(run.exitCode, null, 'run is still running')
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${looping.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'alice', password: USERS.alice.password },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'alice still registers')
+    t.equal(await registerAt(looping, 'alice', USERS.alice.password), 200, 'alice still registers')
     t.match(
       execFileSync('ps', ['-o', 'args=', '-p', String(run.pid)], { encoding: 'utf8' }),
       /^privatedial run/,
@@ -379,28 +369,132 @@ else {
     t.equal((await run).exitCode, 0)
   })
 
+  t.test(
+    'a text for a user whose phones are offline waits, is listed, and reaches the phone that registers',
+    async (t) => {
+      const pbx = await prepareTestPbx(asterisk)
+      t.teardown(() => pbx.remove())
+      const { proc: run, output, waitFor } = startRun(t, pbx)
+      await waitFor(/PrivateDial ready/)
+      await waitFor(/texts: contacts from Asterisk/)
+      const from = output().length
+      const sent = await runSipp(sipp.bin, {
+        scenario: 'uac-message.xml',
+        target: `127.0.0.1:${pbx.sipPort}`,
+        port: await freePort(),
+        auth: { user: 'alice', password: USERS.alice.password },
+        keys: { from: 'alice', to: USERS.dave.number, body: 'call me 📞' },
+      })
+      t.equal(finalResponses(sent, 'MESSAGE').at(-1), 202, 'alice texts dave, who has no phone online')
+      await waitFor(/texts: text stored for the phones of a user user=dave/, from)
+      const listed = await execa(process.execPath, [cli, 'texts'], {
+        env: runEnv(pbx),
+        extendEnv: false,
+        reject: false,
+      })
+      t.match(listed.stdout, /^dave\s+1\s+1\s/m, 'privatedial texts lists it')
+      t.notOk(listed.stdout.includes('call me'), 'without its body')
+      const dave = await startPhone({
+        target: { host: '127.0.0.1', port: pbx.sipPort },
+        user: 'dave',
+        password: USERS.dave.password,
+      })
+      t.teardown(() => dave.close())
+      t.equal(await dave.register(), 200)
+      const [m] = await dave.waitForTexts(1)
+      t.equal(m?.body, 'call me 📞')
+      t.match(m?.header('From'), `<sip:${USERS.alice.number}@`, "from alice's number")
+      await dave.register(0)
+      run.kill('SIGTERM')
+      t.equal((await run).exitCode, 0)
+    },
+  )
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    t.test(`run restarted after ${signal} while a text waits: it arrives, once`, async (t) => {
+      const pbx = await prepareTestPbx(asterisk)
+      t.teardown(() => pbx.remove())
+      const sipTarget = `127.0.0.1:${pbx.sipPort}`
+      const textDave = async (body: string) => {
+        const r = await runSipp(sipp.bin, {
+          scenario: 'uac-message.xml',
+          target: sipTarget,
+          port: await freePort(),
+          auth: { user: 'alice', password: USERS.alice.password },
+          keys: { from: 'alice', to: USERS.dave.number, body },
+        })
+        t.equal(finalResponses(r, 'MESSAGE').at(-1), 202, `alice texts dave: ${body}`)
+      }
+      const up = async () => {
+        const r = startRun(t, pbx)
+        t.teardown(() => {
+          if (!t.passing()) t.comment(r.output().slice(-4000))
+        })
+        await r.waitFor(/PrivateDial ready/)
+        await r.waitFor(/texts: contacts from Asterisk/)
+        return r
+      }
+      const first = await up()
+      const [, pid] = await first.waitFor(/Asterisk started pid=(\d+)/)
+      await textDave('kept across a restart')
+      await first.waitFor(/texts: text stored for the phones of a user user=dave/)
+      first.proc.kill(signal)
+      await first.proc
+      // A killed run leaves its Asterisk behind (tini would end the container): end it too.
+      if (signal === 'SIGKILL') {
+        process.kill(Number(pid), 'SIGKILL')
+        for (let alive = true; alive; await new Promise((r) => setTimeout(r, 50)))
+          alive = (() => {
+            try {
+              return process.kill(Number(pid), 0)
+            } catch {
+              return false
+            }
+          })()
+      }
+      const second = await up()
+      t.match(second.output(), /1 stored text\(s\) waiting/, 'the restarted run has the text')
+      const dave = await startPhone({
+        target: { host: '127.0.0.1', port: pbx.sipPort },
+        user: 'dave',
+        password: USERS.dave.password,
+      })
+      t.teardown(() => dave.close())
+      t.equal(await dave.register(), 200)
+      await dave.waitForTexts(1)
+      await second.waitFor(/texts: sent 1 stored text/)
+      second.proc.kill('SIGTERM')
+      t.equal((await second.proc).exitCode, 0)
+      // Back with dave's phone still registered: what it has is not sent again.
+      const third = await up()
+      await textDave('after')
+      await dave.waitForTexts(2)
+      t.same(
+        dave.texts.map((m) => m.body),
+        ['kept across a restart', 'after'],
+        'each text once, in order',
+      )
+      await dave.register(0)
+      third.proc.kill('SIGTERM')
+      t.equal((await third.proc).exitCode, 0)
+    })
+  }
+
   t.test('a service that cannot start is logged and the PBX runs on without it', async (t) => {
     const taken = createServer(() => {})
     await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r))
     t.teardown(() => new Promise((r) => taken.close(r)))
-    const busy = await prepareTestPbx(asterisk)
-    t.teardown(() => busy.remove())
     const {
+      pbx: busy,
       proc: run,
       output,
       waitFor,
-    } = startRun(t, busy, {
+    } = await startFreshRun(t, {
       WEBSMS_PORT: String((taken.address() as AddressInfo).port),
     })
     await waitFor(/PrivateDial ready/)
     t.match(output(), /ERROR websms: could not start; the PBX runs on without it: .*EADDRINUSE/)
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${busy.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'alice', password: USERS.alice.password },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'phones register')
+    t.equal(await registerAt(busy, 'alice', USERS.alice.password), 200, 'phones register')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })

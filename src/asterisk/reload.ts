@@ -1,4 +1,5 @@
 // What to reload in Asterisk for a changed config file, and doing it only when the file is good.
+import { errorMessage } from '../base/errors.ts'
 import { basename } from 'node:path'
 import type { Logger } from '../base/log.ts'
 
@@ -57,7 +58,7 @@ export async function reload(req: ReloadRequest, deps: ReloadDeps): Promise<bool
   } catch (err) {
     // A symlink loop or an unreadable include makes the check itself fail: that is a problem
     // with the files like any other, never a reason to end the PBX.
-    problems = [`checking the config after ${req.reason} failed: ${(err as Error).message}`]
+    problems = [`checking the config after ${req.reason} failed: ${errorMessage(err)}`]
   }
   if (problems.length) {
     for (const p of problems) deps.log.error(p)
@@ -72,7 +73,7 @@ export async function reload(req: ReloadRequest, deps: ReloadDeps): Promise<bool
       await deps.rx(command)
       deps.log.info(`reloaded after ${req.reason}`, { command, ms: now() - t0 })
     } catch (err) {
-      deps.log.error(`reload after ${req.reason} failed: ${(err as Error).message}`, { command })
+      deps.log.error(`reload after ${req.reason} failed: ${errorMessage(err)}`, { command })
       return false
     }
   }

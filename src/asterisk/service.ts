@@ -1,5 +1,6 @@
 // Asterisk as one of run's services: spawned and supervised (restart with backoff, give up on a
 // crash loop, drain on stop), its console output logged, and a view of it for the other services.
+import { errorMessage } from '../base/errors.ts'
 import { rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './process.ts'
 import { supervise, type Supervisor } from './supervise.ts'
 import type { Logger } from '../base/log.ts'
@@ -35,7 +36,7 @@ export function asteriskService(opts: AsteriskServiceOptions): AsteriskService {
       try {
         l(...args)
       } catch (err) {
-        opts.log.error(`a listener of Asterisk's events failed: ${(err as Error).message}`)
+        opts.log.error(`a listener of Asterisk's events failed: ${errorMessage(err)}`)
       }
     }
   }
@@ -61,7 +62,7 @@ export function asteriskService(opts: AsteriskServiceOptions): AsteriskService {
     start() {
       supervisor = supervise({
         start: () => spawnAsterisk(opts.target, { user: opts.user, onLine }),
-        waitReady: (_c, alive) => waitFullyBooted(opts.target, alive),
+        waitReady: (_c, gone) => waitFullyBooted(opts.target, gone),
         drain: () => rx(opts.target, 'core stop gracefully').then(() => undefined),
         stopNow: () => rx(opts.target, 'core stop now').then(() => undefined),
         log: opts.log,

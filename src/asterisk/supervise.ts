@@ -7,8 +7,11 @@ import { DEFAULT_POLICY, onCrash, type CrashHistory, type RestartPolicy } from '
 
 export interface SuperviseDeps {
   start(): Child
-  /** Resolves when the child is fully booted; rejects if it can't tell. `alive` is false once it exited. */
-  waitReady(child: Child, alive: () => boolean): Promise<void>
+  /**
+   * Resolves when the child is fully booted; rejects if it can't tell. `gone` is aborted once the
+   * child exited: the wait then ends, leaving no process of its own behind.
+   */
+  waitReady(child: Child, gone: AbortSignal): Promise<void>
   /** Refuse new calls and let calls in progress finish (`core stop gracefully`). */
   drain(): Promise<void>
   /** Stop at once, hanging up calls (`core stop now`). */
@@ -96,10 +99,10 @@ export function supervise(deps: SuperviseDeps): Supervisor {
       child = c
       booted = false
       log.info('Asterisk started', { pid: c.pid })
-      let alive = true
-      void c.exited.then(() => (alive = false))
-      deps
-        .waitReady(c, () => alive)
+      const gone = new AbortController()
+      void c.exited.then(() => gone.abort())
+      const booting = deps
+        .waitReady(c, gone.signal)
         .then(() => {
           const bootMs = now() - startedAt
           log.info(`Asterisk fully booted in ${bootMs} ms`, { pid: c.pid })
@@ -108,12 +111,14 @@ export function supervise(deps: SuperviseDeps): Supervisor {
           // Booted while being stopped: the PBX is not ready for anything.
           if (!stopping) deps.onReady?.(c, bootMs)
         })
-        .catch((err: Error) => alive && log.warn(`could not confirm Asterisk booted: ${err.message}`))
+        .catch((err: Error) => gone.signal.aborted || log.warn(`could not confirm Asterisk booted: ${err.message}`))
       const first = await Promise.race([c.exited, stopRequested.then(() => 'stop' as const)])
       if (first === 'stop') {
         await stopping
+        await booting
         return 0
       }
+      await booting
       child = undefined
       const uptime = now() - startedAt
       const d = onCrash(history, now(), uptime, policy)

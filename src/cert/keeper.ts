@@ -5,7 +5,7 @@ import { hostname as osHostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { isIP } from 'node:net'
 import { writeFileAtomic } from '../base/atomic-write.ts'
-import { ConfigError } from '../base/errors.ts'
+import { ConfigError, errorMessage } from '../base/errors.ts'
 import { settingByName } from '../config/settings.ts'
 import type { Logger } from '../base/log.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
@@ -139,7 +139,6 @@ function checkOptions(opts: CertOptions): void {
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)))
-const errorText = (err: unknown): string => asError(err).message
 
 const describeFields = (info: CertInfo) => ({
   issuer: info.issuer,
@@ -363,7 +362,7 @@ export function keepCertificateFresh(
     } catch (err) {
       failures++
       const delay = backoffDelay(failures, opts.random ?? Math.random, opts.backoff ?? DEFAULT_BACKOFF)
-      log.error('certificate check failed', { error: errorText(err), failures, retry_in: formatDuration(delay) })
+      log.error('certificate check failed', { error: errorMessage(err), failures, retry_in: formatDuration(delay) })
       schedule(new Date(now().getTime() + delay))
       return
     }
@@ -372,7 +371,7 @@ export function keepCertificateFresh(
       try {
         await onChange(r)
       } catch (err) {
-        log.error('new certificate written, but applying it failed', { error: errorText(err) })
+        log.error('new certificate written, but applying it failed', { error: errorMessage(err) })
       }
     }
     schedule(r.nextCheck)

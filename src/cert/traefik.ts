@@ -1,7 +1,7 @@
 // Using the certificate a Traefik in front of us already has: read it from Traefik's acme.json and
 // follow the file as Traefik renews.
 import { readFile } from 'node:fs/promises'
-import { wrap } from '../base/errors.ts'
+import { errorMessage, wrap } from '../base/errors.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
 import { missingNames } from './policy.ts'
 import type { KeyAndCert } from './selfsigned.ts'
@@ -112,7 +112,7 @@ export function findTraefikCertificate(doc: unknown, wanted: readonly string[]):
         found = { cert, key, declared, info, ...(e.resolver === undefined ? {} : { resolver: e.resolver }) }
       }
     } catch (err) {
-      problems.push(`${e.where} (${declared.join(', ')}): ${err instanceof Error ? err.message : String(err)}`)
+      problems.push(`${e.where} (${declared.join(', ')}): ${errorMessage(err)}`)
     }
   }
   return { ...(found ? { found } : {}), layout, problems }

@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../base/atomic-write.ts'
 import { joinHostPort, splitHostPort } from '../base/host-port.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
-import { MASK, type Settings } from './settings.ts'
+import { MASK, SETTINGS, type Settings, type Write } from './settings.ts'
 import type { Logger } from '../base/log.ts'
 import { join } from 'node:path'
 
@@ -76,32 +76,48 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   return quoteMailcmd(argv)
 }
 
-/** Which file/section/key each set variable owns. Unset variables own nothing: the file keeps what the user wrote. */
-export function planEdits(settings: Settings): Edit[] {
-  const edits: Edit[] = []
-  const v = (n: string) => settings.get(n)?.value
-  const set = (from: string[], file: string, section: string, key: string, values: Edit['values']) => {
-    if (from.some((n) => settings.has(n)))
-      edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
+/** How a Write's `as` turns the variable's value into the key's values (see Write in settings.ts). */
+function editFor(w: Write, value: string, settings: Settings): Edit['values'] {
+  switch (w.as) {
+    case 'list':
+      return () => value.split(',')
+    case 'port':
+      return (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', value)]
+    case 'mailcmd':
+      return (cur) => {
+        const r = editMailcmd(cur.at(-1), settings)
+        return typeof r === 'string' ? [r] : r
+      }
+    default:
+      return () => [value]
   }
-  set(['SIP_DOMAIN'], TRANSPORT, 't_wan', 'domain', () => [v('SIP_DOMAIN')!])
-  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_signaling_address', () => [v('SIP_EXTERNAL_HOST')!])
-  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_media_address', () => [v('SIP_EXTERNAL_HOST')!])
-  set(['SIP_LOCAL_NET'], TRANSPORT, 't_wan', 'local_net', () => v('SIP_LOCAL_NET')!.split(','))
-  set(['SIP_PORT'], TRANSPORT, 't_wan', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_PORT')!)])
-  set(['SIP_TLS_PORT'], TRANSPORT, 'tls', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_TLS_PORT')!)])
-  set(['TLS_CERT_FILE'], TRANSPORT, 'tls', 'cert_file', () => [v('TLS_CERT_FILE')!])
-  set(['TLS_KEY_FILE'], TRANSPORT, 'tls', 'priv_key_file', () => [v('TLS_KEY_FILE')!])
-  set(['RTP_PORT_MIN'], 'rtp.conf', 'general', 'rtpstart', () => [v('RTP_PORT_MIN')!])
-  set(['RTP_PORT_MAX'], 'rtp.conf', 'general', 'rtpend', () => [v('RTP_PORT_MAX')!])
-  set(['COUNTRY_CODE'], 'extensions_local.conf', 'globals', 'CONTRY_CODE', () => [v('COUNTRY_CODE')!])
-  const smtp = ['SMTP_HOST', 'SMTP_PORT', 'SMTP_SECURITY', 'SMTP_USER', 'SMTP_PASSWORD', 'SMTP_FROM']
-  set(smtp, MINIVM, 'general', 'mailcmd', (cur) => {
-    const r = editMailcmd(cur.at(-1), settings)
-    return typeof r === 'string' ? [r] : r
-  })
-  set(['SMTP_FROM'], MINIVM, 'general', 'emailaddress', () => [v('SMTP_FROM')!])
-  return edits
+}
+
+/**
+ * Which file/section/key each set variable owns, from the settings table. Unset variables own
+ * nothing: the file keeps what the user wrote. Variables sharing a key (the SMTP_* flags in one
+ * mailcmd) make one edit.
+ */
+export function planEdits(settings: Settings): Edit[] {
+  const edits = new Map<string, Edit>()
+  for (const s of SETTINGS) {
+    const v = settings.get(s.name)
+    if (!v) continue
+    for (const w of s.writes ?? []) {
+      const id = `${w.file}\0${w.section}\0${w.key}`
+      const known = edits.get(id)
+      if (known) known.from.push(s.name)
+      else
+        edits.set(id, {
+          file: w.file,
+          section: w.section,
+          key: w.key,
+          from: [s.name],
+          values: editFor(w, v.value, settings),
+        })
+    }
+  }
+  return [...edits.values()]
 }
 
 export interface Change {

@@ -1,8 +1,9 @@
 // The environment variables PrivateDial reads: one table drives parsing, validation, `--help`, the
 // README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
+import { mustBe } from '../base/errors.ts'
 import { isIP } from 'node:net'
 
-export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS' | 'Bans'
+export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS' | 'Texts' | 'Bans'
 
 export interface Setting {
   name: string
@@ -23,8 +24,29 @@ export interface Setting {
   secret?: boolean
   /** Older names still accepted (the seed spells COUNTRY_CODE as CONTRY_CODE). */
   aliases?: string[]
-  /** Where `apply` writes it, for docs; apply.ts holds the edit itself. */
-  writes?: string
+  /** Where `apply` writes it while set: the table is the one source for apply's plan and the docs. */
+  writes?: Write[]
+  /** What the README says it writes, where that is not a file/section/key (SMTP_PASSWORD). */
+  writesNote?: string
+}
+
+/**
+ * One key a variable owns while it is set. `as` says how the value becomes the key's values (apply.ts
+ * holds those edits): `value` as is (the default), `list` one line per item, `port` the port of an
+ * address:port bind, `mailcmd` the minivm-send flag `flag` within minivm.conf's mailcmd.
+ */
+export interface Write {
+  file: string
+  section: string
+  key: string
+  as?: 'value' | 'list' | 'port' | 'mailcmd'
+  flag?: string
+}
+
+/** A Write as the README's "written to" column says it. */
+export function describeWrite(w: Write): string {
+  const what = w.as === 'list' ? ' (one line each)' : w.as === 'port' ? ' port' : w.flag ? ` ${w.flag}` : ''
+  return `${w.file} [${w.section}] ${w.key}${what}`
 }
 
 type Parse = Setting['parse']
@@ -120,7 +142,26 @@ const acmeDirectory: Parse = (raw) => {
   return /^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v) ? ok(v) : bad('not production, staging or an https:// URL')
 }
 
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
+
+/** A duration: whole seconds, or a number with s, m, h or d; normalised to seconds. */
+const duration: Parse = (raw) => {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(raw.trim())
+  if (!m) return bad('not a duration')
+  const seconds = Number(m[1]) * UNITS[m[2] || 's']!
+  return seconds >= 1 ? ok(String(seconds)) : bad('must be at least 1 s')
+}
+
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
+
+const TRANSPORT = 'pjsip_transport.conf'
+const mailcmd = (flag: string): Write => ({
+  file: 'minivm.conf',
+  section: 'general',
+  key: 'mailcmd',
+  as: 'mailcmd',
+  flag,
+})
 
 export const SETTINGS: readonly Setting[] = [
   {
@@ -130,7 +171,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name',
     parse: hostname,
-    writes: 'pjsip_transport.conf [t_wan] domain',
+    writes: [{ file: TRANSPORT, section: 't_wan', key: 'domain' }],
   },
   {
     name: 'SIP_EXTERNAL_HOST',
@@ -139,7 +180,10 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name or IP address',
     parse: host,
-    writes: 'pjsip_transport.conf [t_wan] external_signaling_address, external_media_address',
+    writes: [
+      { file: TRANSPORT, section: 't_wan', key: 'external_signaling_address' },
+      { file: TRANSPORT, section: 't_wan', key: 'external_media_address' },
+    ],
   },
   {
     name: 'SIP_LOCAL_NET',
@@ -148,7 +192,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8',
     parse: cidrList,
-    writes: 'pjsip_transport.conf [t_wan] local_net (one line each)',
+    writes: [{ file: TRANSPORT, section: 't_wan', key: 'local_net', as: 'list' }],
   },
   {
     name: 'SIP_PORT',
@@ -157,7 +201,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5060',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [t_wan] bind port',
+    writes: [{ file: TRANSPORT, section: 't_wan', key: 'bind', as: 'port' }],
   },
   {
     name: 'SIP_TLS_PORT',
@@ -166,7 +210,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5061',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [tls] bind port',
+    writes: [{ file: TRANSPORT, section: 'tls', key: 'bind', as: 'port' }],
   },
   {
     name: 'RTP_PORT_MIN',
@@ -175,7 +219,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '10000',
     allowed: 'a port number 1-65535, not above RTP_PORT_MAX',
     parse: port,
-    writes: 'rtp.conf [general] rtpstart',
+    writes: [{ file: 'rtp.conf', section: 'general', key: 'rtpstart' }],
   },
   {
     name: 'RTP_PORT_MAX',
@@ -184,7 +228,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '10099',
     allowed: 'a port number 1-65535, not below RTP_PORT_MIN',
     parse: port,
-    writes: 'rtp.conf [general] rtpend',
+    writes: [{ file: 'rtp.conf', section: 'general', key: 'rtpend' }],
   },
   {
     name: 'COUNTRY_CODE',
@@ -194,7 +238,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: '1 to 3 digits, without + or 00',
     parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')),
-    writes: 'extensions_local.conf [globals] CONTRY_CODE',
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'CONTRY_CODE' }],
   },
   {
     name: 'SMTP_HOST',
@@ -203,7 +247,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name or IP address',
     parse: host,
-    writes: 'minivm.conf [general] mailcmd -H',
+    writes: [mailcmd('-H')],
   },
   {
     name: 'SMTP_PORT',
@@ -212,7 +256,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'by security: 587, 465 or 25',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'minivm.conf [general] mailcmd -H',
+    writes: [mailcmd('-H')],
   },
   {
     name: 'SMTP_SECURITY',
@@ -221,7 +265,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'starttls, tls or none',
     parse: oneOf('starttls', 'tls', 'none'),
-    writes: 'minivm.conf [general] mailcmd -P',
+    writes: [mailcmd('-P')],
   },
   {
     name: 'SMTP_USER',
@@ -230,7 +274,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'one line of text',
     parse: text,
-    writes: 'minivm.conf [general] mailcmd -u',
+    writes: [mailcmd('-u')],
   },
   {
     name: 'SMTP_PASSWORD',
@@ -240,7 +284,8 @@ export const SETTINGS: readonly Setting[] = [
     default: 'none',
     allowed: 'one line of text',
     parse: text,
-    writes: 'nothing (removes mailcmd -p)',
+    writes: [mailcmd('-p')],
+    writesNote: 'nothing (removes mailcmd -p)',
   },
   {
     name: 'SMTP_FROM',
@@ -249,12 +294,12 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'an e-mail address',
     parse: email,
-    writes: 'minivm.conf [general] mailcmd -f, emailaddress (the From of the mails)',
+    writes: [mailcmd('-f'), { file: 'minivm.conf', section: 'general', key: 'emailaddress' }],
   },
   {
     name: 'MINIVM_SPOOL_DIR',
     group: 'Voicemail mail',
-    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
+    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes, except those refused for good, which go to its failed/ folder',
     default: '/var/spool/asterisk/minivm-outbox',
     value: '/var/spool/asterisk/minivm-outbox',
     allowed: 'an absolute path',
@@ -268,7 +313,7 @@ export const SETTINGS: readonly Setting[] = [
     value: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] cert_file',
+    writes: [{ file: TRANSPORT, section: 'tls', key: 'cert_file' }],
   },
   {
     name: 'TLS_KEY_FILE',
@@ -278,7 +323,7 @@ export const SETTINGS: readonly Setting[] = [
     value: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] priv_key_file',
+    writes: [{ file: TRANSPORT, section: 'tls', key: 'priv_key_file' }],
   },
   {
     name: 'TLS_MODE',
@@ -443,6 +488,61 @@ export const SETTINGS: readonly Setting[] = [
     parse: path,
   },
   {
+    name: 'TEXT_STORE_DIR',
+    group: 'Texts',
+    doc: 'Where texts for users whose phones are offline wait until a phone registers; survives restarts',
+    default: '/var/spool/asterisk/texts',
+    value: '/var/spool/asterisk/texts',
+    allowed: 'an absolute path',
+    parse: path,
+  },
+  {
+    name: 'TEXT_EXPIRY',
+    group: 'Texts',
+    doc: 'How long a text waits for a phone of its user; then the sender (a local user) gets a text saying it was not delivered',
+    default: '7d (604800 s)',
+    value: '604800',
+    allowed: 'seconds, or a number with s, m, h or d (e.g. 7d)',
+    parse: duration,
+  },
+  {
+    name: 'TEXT_FANOUT',
+    group: 'Texts',
+    doc: "After a user's first phone got a text, how long other phones of the user that come online still get it",
+    default: '1h (3600 s)',
+    value: '3600',
+    allowed: 'seconds, or a number with s, m, h or d',
+    parse: duration,
+  },
+  {
+    name: 'TEXT_MAX_PER_USER',
+    group: 'Texts',
+    doc: 'Most texts kept for one user whose phones are offline; the sender of one more is told it was not taken',
+    default: '500',
+    value: '500',
+    allowed: 'a whole number 1-100000',
+    parse: intRange(1, 100_000),
+  },
+  {
+    name: 'TEXT_MAX_BYTES_PER_USER',
+    group: 'Texts',
+    doc: 'Most bytes of text kept for one user whose phones are offline; likewise',
+    default: '1048576',
+    value: '1048576',
+    allowed: 'a whole number of bytes 1024-1073741824',
+    parse: intRange(1024, 1_073_741_824),
+  },
+  {
+    name: 'AMI_PORT',
+    group: 'Texts',
+    doc: "Port of Asterisk's manager interface on 127.0.0.1 (never another address), which tells the texts service when phones register; manager.conf is written at every start with a new secret",
+    default: '5038',
+    value: '5038',
+    allowed: 'a port number 1-65535',
+    parse: port,
+    writesNote: 'manager.conf, the whole file, at every start (the texts service)',
+  },
+  {
     name: 'ASTERISK_CONF_DIR',
     group: 'Runtime',
     doc: 'Directory holding the Asterisk configuration',
@@ -586,7 +686,7 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
     const shown = s.secret ? MASK : raw
     const r = s.parse(raw)
     if ('error' in r) {
-      problems.push(`${source} must be ${s.allowed}, got \`${shown}\` (${r.error})`)
+      problems.push(mustBe(source, s.allowed, shown, { why: r.error }))
       continue
     }
     settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
@@ -611,7 +711,7 @@ export function envTable(): string {
     const names = [s.name, ...(s.aliases ?? []).map((a) => `${a} (old name)`)]
     if (s.secret) names.push(`${s.name}_FILE`)
     const cell = (x: string) => x.replace(/\|/g, '\\|')
-    return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writes ?? 'runtime only')} |`
+    return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writesNote ?? (s.writes?.map(describeWrite).join(', ') || 'runtime only'))} |`
   })
   return ['| variable | meaning | default | allowed | written to |', '| --- | --- | --- | --- | --- |', ...rows].join(
     '\n',

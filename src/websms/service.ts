@@ -11,7 +11,7 @@ import { stat, readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { readConfTree } from '../config/files.ts'
-import { ConfigError, wrap } from '../base/errors.ts'
+import { ConfigError, errorMessage, wrap } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import { openSipClient, SipTimeoutError, splitText, type SipClient } from './sip-message.ts'
 import { parseWebsmsConf, websmsWiring, WEBSMS_CONF, type Itsp, type WebsmsConfig, type Wiring } from './config.ts'
@@ -25,6 +25,7 @@ import {
   readWebhook,
   sanitizeText,
 } from './itsp.ts'
+import { noticeText, oneLine } from './notice.ts'
 import { openQueue, type LanePolicy, type Outcome, type Queue, type QueueItem } from './queue.ts'
 
 /** Largest request body either listener reads; more gets 413. */
@@ -148,16 +149,6 @@ function reply(res: ServerResponse, status: number, text = '', close = false): v
   res.end(body)
 }
 
-/** A reason for a person: one line, short. */
-const oneLine = (s: string, max: number) => {
-  const line = s.replace(/\s+/g, ' ').trim()
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line
-}
-
-export function noticeText(job: { to: string; body: string }, reason: string): string {
-  return `⚠ Not delivered to ${job.to}: ${oneLine(reason, 160)}. Your text: “${oneLine(job.body, 60)}”`
-}
-
 function listen(server: Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
@@ -219,7 +210,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
       const why =
         err instanceof SipTimeoutError
           ? `Asterisk did not answer at ${wiring.sip.host}:${wiring.sip.port}`
-          : (err as Error).message
+          : errorMessage(err)
       return { retry: why }
     }
     if (r.status < 300) {
@@ -250,7 +241,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause
       return {
-        retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+        retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? errorMessage(err)}`,
       }
     }
     const detail = oneLine(sanitizeText(await res.text().catch(() => '')), 120)
@@ -329,7 +320,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     try {
       parts = await toPhones({ kind: 'deliver', to: text.to, from: text.from, body: text.body, index: itsp.index })
     } catch (err) {
-      log.error(`queueing a text failed: ${(err as Error).message}`, fields)
+      log.error(`queueing a text failed: ${errorMessage(err)}`, fields)
       return reply(res, 503, 'try again later')
     }
     log.info('text from the ITSP queued for phones', {
@@ -386,7 +377,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     try {
       await queue.add(`itsp:${index}`, { kind: 'send', index, to, from, body })
     } catch (err) {
-      log.error(`queueing a text failed: ${(err as Error).message}`, { itsp: index })
+      log.error(`queueing a text failed: ${errorMessage(err)}`, { itsp: index })
       return reply(res, 503, 'try again later')
     }
     log.info('text from a phone queued for the ITSP', { itsp: index, to, from, bytes: Buffer.byteLength(body) })

@@ -5,6 +5,7 @@ import { execa } from 'execa'
 import type { Child } from '../../src/asterisk/process.ts'
 import { memoryLogger } from '../../src/base/log.ts'
 import { supervise, type SuperviseDeps } from '../../src/asterisk/supervise.ts'
+import { waitFor } from '../helpers/wait-for.ts'
 
 type Behaviour = 'crash' | 'segfault' | 'serve' | 'stubborn' | 'booting'
 
@@ -44,7 +45,12 @@ function deps(script: Behaviour[], extra: Partial<SuperviseDeps> = {}) {
       started.push(c)
       return c
     },
-    waitReady: (c) => readyOf.get(c)!,
+    // As the real one: settles once the child is gone, ready or not.
+    waitReady: (c, gone) =>
+      Promise.race([
+        readyOf.get(c)!,
+        new Promise<void>((_, fail) => gone.addEventListener('abort', () => fail(new Error('exited')))),
+      ]),
     drain: async () => started.at(-1)?.kill('SIGTERM'),
     stopNow: async () => started.at(-1)?.kill('SIGINT'),
     log,
@@ -85,7 +91,7 @@ t.test('a crash loop of signals ends run with 128+n, as README promises', async 
 t.test('after a crash the next Asterisk is supervised again', async (t) => {
   const { d, started } = deps(['crash', 'serve'])
   const s = supervise(d)
-  while (started.length < 2) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the restart', () => started.length >= 2)
   await s.stop('test')
   t.equal(await s.done, 0)
   t.notOk(alive(started[1]!.pid), 'the restarted child is gone')
@@ -95,7 +101,7 @@ t.test('stop drains, and a drained Asterisk exits 0 without force', async (t) =>
   const ready: number[] = []
   const { d, log, started } = deps(['serve'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid))
@@ -106,7 +112,7 @@ t.test('an Asterisk that ignores the drain is stopped hard, then killed; nothing
   const ready: number[] = []
   const { d, log, started } = deps(['stubborn'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid), 'no process left')
@@ -124,7 +130,7 @@ t.test('a stop while Asterisk boots signals it instead of draining, and it never
     drain: async () => void (drained = true),
   })
   const s = supervise(d)
-  while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the start', () => started.length >= 1)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid), 'no process left')
@@ -138,10 +144,9 @@ t.test('a stop while Asterisk boots signals it instead of draining, and it never
 })
 
 t.test('a stop during the restart delay ends at once', async (t) => {
-  const { d, started } = deps(['crash'], { policy: { ...fastPolicy, firstDelayMs: 60_000 } })
+  const { d, log, started } = deps(['crash'], { policy: { ...fastPolicy, firstDelayMs: 60_000, maxDelayMs: 60_000 } })
   const s = supervise(d)
-  while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
-  await new Promise((r) => setTimeout(r, 100))
+  await waitFor('the crash and the restart delay', () => log.lines.some((l) => /restarting in 60000 ms/.test(l)))
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.equal(started.length, 1, 'not restarted after the stop')
@@ -151,7 +156,7 @@ t.test('readiness is logged with the boot time', async (t) => {
   const ready: number[] = []
   const { d, log } = deps(['serve'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('test')
   t.match(log.lines.join('\n'), /Asterisk fully booted in \d+ ms/)
 })

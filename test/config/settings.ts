@@ -162,6 +162,32 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
   LOG_FILE_MAX_MB: { good: [['10', '10']], bad: ['0', '10M'] },
   LOG_FILE_KEEP: { good: [['0', '0']], bad: ['101', 'all'] },
   ASTERISK_USER: { good: [['asterisk', 'asterisk']], bad: ['ast erisk', 'a;b'] },
+  TEXT_STORE_DIR: { good: [['/srv/texts', '/srv/texts']], bad: ['texts', 'a\nb'] },
+  TEXT_EXPIRY: {
+    good: [
+      ['604800', '604800'],
+      ['7d', '604800'],
+      ['90m', '5400'],
+      ['2s', '2'],
+    ],
+    bad: ['0', '7 days', '-1d', '1.5h', '1w'],
+  },
+  TEXT_FANOUT: {
+    good: [
+      ['1h', '3600'],
+      ['30', '30'],
+    ],
+    bad: ['0s', 'h'],
+  },
+  TEXT_MAX_PER_USER: {
+    good: [
+      ['1', '1'],
+      ['500', '500'],
+    ],
+    bad: ['0', '100001', '5.5'],
+  },
+  TEXT_MAX_BYTES_PER_USER: { good: [['1048576', '1048576']], bad: ['1023', '1M'] },
+  AMI_PORT: { good: [['5038', '5038']], bad: ['0', '65536', 'ami'] },
 }
 
 t.test('every variable in the table has its accepted and refused values tested', async (t) => {

@@ -262,6 +262,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   let output = ''
   const listeners = new Set<() => void>()
   let exited = false
+  const gone = new AbortController()
   const child: Child = spawnAsterisk(target, {
     onLine: (line) => {
       output += `${line}\n`
@@ -271,6 +272,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   })
   void child.exited.then(() => {
     exited = true
+    gone.abort()
     for (const l of listeners) l()
   })
 
@@ -285,7 +287,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   }
 
   try {
-    await waitFullyBooted(target, () => !exited, 60_000)
+    await waitFullyBooted(target, gone.signal, 60_000)
   } catch (err) {
     await stop()
     throw new Error(`starting Asterisk (${binary.bin}): ${(err as Error).message}\n${output}`, { cause: err })
@@ -356,7 +358,7 @@ export interface TestPbx extends Asterisk {
 async function testPbxOptions(
   opts: AsteriskOptions,
 ): Promise<{ options: AsteriskOptions; trunkPort: number; websmsPort: number }> {
-  const [trunkPort, websmsPort] = [await freePort(), await freePort()]
+  const [trunkPort, websmsPort, textStorePort] = [await freePort(), await freePort(), await freePort()]
   const endpoints = parseConf(
     await readFile(join(SCENARIO_FIXTURES, 'pjsip_endpoint.conf'), 'utf8'),
     'pjsip_endpoint.conf',
@@ -365,7 +367,16 @@ async function testPbxOptions(
   const options = {
     ...opts,
     endpoints: printConf(endpoints),
-    edit: { 'pjsip.conf': (doc: ConfDoc) => setValue(doc, 'websms', 'match', `127.0.0.1:${websmsPort}`), ...opts.edit },
+    edit: {
+      'pjsip.conf': (doc: ConfDoc) => setValue(doc, 'websms', 'match', `127.0.0.1:${websmsPort}`),
+      ...opts.edit,
+      // A port of its own for the texts service: suites running at once must not get each other's
+      // texts. A test's own edit of the file comes after, and may name another.
+      'extensions_local.conf': (doc: ConfDoc) => {
+        setValue(doc, 'globals', 'TEXT_STORE_PORT', String(textStorePort))
+        opts.edit?.['extensions_local.conf']?.(doc)
+      },
+    },
   }
   return { options, trunkPort, websmsPort }
 }
@@ -376,13 +387,13 @@ export async function startTestPbx(binary: AsteriskBinary, opts: AsteriskOptions
   return { ...ast, target: `127.0.0.1:${ast.sipPort}`, trunkPort, websmsPort }
 }
 
+export type TestPbxFiles = PreparedAsterisk & { trunkPort: number; websmsPort: number; amiPort: number }
+
 /** The test PBX's config, for `privatedial run` to start Asterisk on. */
-export async function prepareTestPbx(
-  binary: AsteriskBinary,
-  opts: AsteriskOptions = {},
-): Promise<PreparedAsterisk & { trunkPort: number; websmsPort: number }> {
+export async function prepareTestPbx(binary: AsteriskBinary, opts: AsteriskOptions = {}): Promise<TestPbxFiles> {
   const { options, trunkPort, websmsPort } = await testPbxOptions(opts)
-  return { ...(await prepareAsterisk(binary, options)), trunkPort, websmsPort }
+  // run's texts service opens the manager interface there (AMI_PORT): one per PBX, as tests run at once.
+  return { ...(await prepareAsterisk(binary, options)), trunkPort, websmsPort, amiPort: await freePort() }
 }
 
 /** The users of test/fixtures/sipp/pjsip_endpoint.conf. */
