@@ -192,8 +192,12 @@ async function measure(tools: Tools, mode: 'nft' | 'asterisk', lab: Lab, cleanup
   const lag = monitorEventLoopDelay({ resolution: 10 })
   lag.enable()
   const flood = await floodWhileCalling(tools, lab, sources)
-  // Asterisk's output may still be on its way: wait until the bans stop coming.
-  for (let last = -1; enforced.size !== last; await new Promise((r) => setTimeout(r, 1000))) last = enforced.size
+  // Asterisk's output may still be on its way: wait (30 s at most) until no address crossed the
+  // threshold for a second and every one that did is banned.
+  for (let last = -1, end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 1000))) {
+    if (crossed.size === last && [...crossed.keys()].every((a) => enforced.has(a))) break
+    last = crossed.size
+  }
   await service.settled()
   lag.disable()
   clearInterval(sampler)
@@ -265,24 +269,35 @@ async function floodRun(tools: Tools, mode: 'nft' | 'off') {
     let peak = before
     const sampler = setInterval(() => (peak = Math.max(peak, rss())), 50)
     const flood = await floodWhileCalling(tools, lab, sources)
-    // Bans still being enforced are logged once they are: wait until the count stops growing.
-    const count = () => out.match(/ bans: banned /g)?.length ?? 0
-    for (let last = -1; count() !== last; await new Promise((r) => setTimeout(r, 1000))) last = count()
+    // Run may still be reading Asterisk's output, or enforcing: wait (30 s at most) until every
+    // address that crossed the threshold in Asterisk's security file is banned in run's log.
+    const enforced = () =>
+      new Map([...out.matchAll(/^(\S+) INFO  bans: banned (\S+) /gm)].map((m) => [m[2]!, Date.parse(m[1]!)] as const))
+    const crossedInFile = () => {
+      const c = crossings()
+      for (const line of readFileSync(join(conf.dir, 'log', 'security'), 'utf8').split('\n')) c.add(line)
+      return c.crossed
+    }
+    let crossed = crossedInFile()
+    for (
+      const end = Date.now() + 30_000;
+      mode === 'nft' && Date.now() < end;
+      await new Promise((r) => setTimeout(r, 500))
+    ) {
+      crossed = crossedInFile()
+      const done = enforced()
+      if ([...crossed.keys()].every((a) => done.has(a))) break
+    }
     clearInterval(sampler)
-    const banned = count()
+    const banned = enforced()
     const attempts = out.match(/SECURITY\[/g)?.length ?? 0
     proc.kill('SIGTERM')
     await exited
     const tables = await lab.run(lab.pbx, ['nft', 'list', 'tables'])
-    const enforced = new Map(
-      [...out.matchAll(/^(\S+) INFO  bans: banned (\S+) /gm)].map((m) => [m[2]!, Date.parse(m[1]!)] as const),
-    )
-    const security = crossings()
-    for (const line of readFileSync(join(conf.dir, 'log', 'security'), 'utf8').split('\n')) security.add(line)
     console.log(
-      `ban flood at privatedial run (BAN_MODE=${mode}, in its namespace): ${flood.sent} REGISTERs from ${ADDRESSES} addresses, ${flood.answered} answered, ${banned} banned, ${attempts} SECURITY lines on its log`,
+      `ban flood at privatedial run (BAN_MODE=${mode}, in its namespace): ${flood.sent} REGISTERs from ${ADDRESSES} addresses, ${flood.answered} answered; ${crossed.size} addresses crossed the threshold, ${banned.size} banned; ${attempts} SECURITY lines on its log`,
     )
-    if (mode === 'nft') console.log(latencyLine(security.crossed, enforced))
+    if (mode === 'nft') console.log(latencyLine(crossed, banned))
     console.log(
       `  run's RssAnon: ${(before / 1024).toFixed(1)} MB before, peak ${(peak / 1024).toFixed(1)} MB (+${((peak - before) / 1024).toFixed(1)} MB; goal < 10 MB)`,
     )

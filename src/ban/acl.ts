@@ -4,7 +4,7 @@
 // a guesser learns nothing and costs no password check. The file is rewritten whole and PJSIP
 // reloaded (`module reload res_pjsip.so`, as a certificate renewal does): registrations and calls
 // stay up.
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 import { directives, sections, parseConf } from '../config/conf.ts'
@@ -61,20 +61,36 @@ export async function aclProblem(confDir: string): Promise<string | undefined> {
   return undefined
 }
 
+/** The config dir's files as they are now (names, sizes, times), to tell whether a check still holds. */
+async function confState(confDir: string): Promise<string> {
+  const names = (await readdir(confDir)).filter((n) => n.endsWith('.conf') && n !== ACL_FILE).sort()
+  const stats = await Promise.all(names.map((n) => stat(join(confDir, n)).catch(() => undefined)))
+  return names.map((n, i) => `${n}:${stats[i]?.size}:${stats[i]?.mtimeMs}`).join('|')
+}
+
 /**
- * Makes a running Asterisk read the ACL file: `module reload res_pjsip.so`, which reads every
+ * Reloads for the ACL file in a running Asterisk: `module reload res_pjsip.so`, which reads every
  * PJSIP file, so only when the config dir passes the check (a user's half-saved endpoint file must
- * not be loaded on our account), and again while Asterisk answers that another reload (a saved
- * file's) is under way, which it otherwise ignores. Why not, or undefined once reloaded.
+ * not be loaded on our account; a dir unchanged since it last passed is not checked again, which
+ * under a flood of bans would parse it for every batch), and again while Asterisk answers that
+ * another reload (a saved file's) is under way, which it otherwise ignores. Each reload resolves
+ * with why it could not be done, or undefined once done.
  */
-export async function reloadAcl(confDir: string, asterisk: Pick<AsteriskView, 'rx'>): Promise<string | undefined> {
-  const { problems } = await checkConfDir(confDir)
-  if (problems.length)
-    return `the config has ${problems.length} problem(s), first: ${problems[0]}; the bans take effect with the reload that follows the fix`
-  for (let attempt = 1; ; attempt++) {
-    const out = await asterisk.rx('module reload res_pjsip.so')
-    if (!/already in progress/.test(out)) return undefined
-    if (attempt === 50) return `Asterisk kept answering \`${out.trim()}\``
-    await new Promise((r) => setTimeout(r, 100))
+export function aclReloader(confDir: string, asterisk: Pick<AsteriskView, 'rx'>): () => Promise<string | undefined> {
+  let passed: string | undefined
+  return async () => {
+    const state = await confState(confDir)
+    if (state !== passed) {
+      const { problems } = await checkConfDir(confDir)
+      if (problems.length)
+        return `the config has ${problems.length} problem(s), first: ${problems[0]}; the bans take effect with the reload that follows the fix`
+      passed = state
+    }
+    for (let attempt = 1; ; attempt++) {
+      const out = await asterisk.rx('module reload res_pjsip.so')
+      if (!/already in progress/.test(out)) return undefined
+      if (attempt === 50) return `Asterisk kept answering \`${out.trim()}\``
+      await new Promise((r) => setTimeout(r, 100))
+    }
   }
 }

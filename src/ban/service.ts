@@ -11,7 +11,7 @@ import type { BlockList } from 'node:net'
 import type { Logger } from '../base/log.ts'
 import { valueOf, type Settings } from '../config/settings.ts'
 import type { Service, ServiceContext } from '../service.ts'
-import { aclAddresses, aclProblem, reloadAcl, writeAcl, ACL_FILE } from './acl.ts'
+import { aclAddresses, aclProblem, aclReloader, writeAcl, ACL_FILE } from './acl.ts'
 import { isAllowed, readAllowList } from './allow.ts'
 import { isSecurityEventLine, normalizeAddress, parseSecurityEvent } from './events.ts'
 import { addScript, removeScript, runNft, setupScript, teardownScript, TABLE } from './nft.ts'
@@ -234,9 +234,10 @@ export function banService(opts: BanServiceOptions = {}): BanService {
     // Changed on disk but not yet read by a running Asterisk: reloaded once one is up. A file
     // with the same addresses as before needs no reload (an Asterisk that started since read it).
     let unread = false
+    const reloadAcl = aclReloader(ctx.confDir, ctx.asterisk)
     const reload = async () => {
       if (!ctx.asterisk.booted()) return
-      const why = await reloadAcl(ctx.confDir, ctx.asterisk)
+      const why = await reloadAcl()
       if (why) log.error(`PJSIP not reloaded for the bans: ${why}`)
       else unread = false
     }
@@ -267,7 +268,7 @@ export function banService(opts: BanServiceOptions = {}): BanService {
         // An ACL an earlier run left (it had no NET_ADMIN) would outlive its bans.
         if ((await aclAddresses(ctx.confDir)).length) {
           await writeAcl(ctx.confDir, [])
-          const why = ctx.asterisk.booted() ? await reloadAcl(ctx.confDir, ctx.asterisk) : undefined
+          const why = ctx.asterisk.booted() ? await aclReloader(ctx.confDir, ctx.asterisk)() : undefined
           if (why) log.error(`PJSIP not reloaded to drop the old ACL: ${why}`)
         }
         return nftEnforcer()

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { aclAddresses, aclProblem, ACL_FILE, reloadAcl, writeAcl } from '../../src/ban/acl.ts'
+import { aclAddresses, aclProblem, aclReloader, ACL_FILE, writeAcl } from '../../src/ban/acl.ts'
 import { SHIPPED_CONFIG } from '../helpers/asterisk.ts'
 
 const dir = async (t: Test, files: Record<string, string>) => {
@@ -68,13 +68,17 @@ t.test(
       'A module reload request is already in progress; please be patient\n',
       "Module 'res_pjsip.so' reloaded successfully.\n",
     ]
-    const rx = async (c: string) => (asked.push(c), answers.shift()!)
-    t.equal(await reloadAcl(d, { rx }), undefined)
+    const rx = async (c: string) => (asked.push(c), answers.shift() ?? "Module 'res_pjsip.so' reloaded successfully.\n")
+    const reload = aclReloader(d, { rx })
+    t.equal(await reload(), undefined)
     t.same(asked, Array(3).fill('module reload res_pjsip.so'), 'asked until it was done')
 
     await writeFile(join(d, 'pjsip_endpoint.conf'), '[half-saved](w_term:nope)\n')
     asked.length = 0
-    t.match(await reloadAcl(d, { rx }), /the config has 1 problem\(s\), first: pjsip_endpoint\.conf:1: .*w_term:nope/)
+    t.match(await reload(), /the config has 1 problem\(s\), first: pjsip_endpoint\.conf:1: .*w_term:nope/)
     t.same(asked, [], "a half-saved endpoint file is not loaded on the bans' account")
+    await writeFile(join(d, 'pjsip_endpoint.conf'), '; fixed\n')
+    t.equal(await reload(), undefined, 'once fixed, the reload goes ahead')
+    t.same(asked, ['module reload res_pjsip.so'])
   },
 )
