@@ -3,7 +3,7 @@
 // both enforcement modes: nftables in the PBX's namespace, and Asterisk's own refusal.
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -11,8 +11,9 @@ import { memoryLogger } from '../../src/base/log.ts'
 import { setValue } from '../../src/config/conf.ts'
 import { readSettings } from '../../src/config/settings.ts'
 import { banService, type BanService } from '../../src/ban/service.ts'
-import { ACL_FILE } from '../../src/ban/acl.ts'
-import { startTestPbx, USERS, type TestPbx } from '../helpers/asterisk.ts'
+import { ACL_FILE, aclAddresses } from '../../src/ban/acl.ts'
+import { liftRequests, requestLift, saveBans } from '../../src/ban/store.ts'
+import { SHIPPED_CONFIG, startTestPbx, USERS, type TestPbx } from '../helpers/asterisk.ts'
 import { makeLab, netnsUnavailable, nftUnavailable, type Lab, type Peer } from '../helpers/netns.ts'
 import { finalResponses, findTools, runSipp, type SippOptions } from '../helpers/sipp.ts'
 import { waitFor } from '../helpers/wait-for.ts'
@@ -170,8 +171,74 @@ const cli = (env: Record<string, string>, ...args: string[]) =>
     (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, out: err.stdout + err.stderr }),
   )
 
+t.test('what a previous run left: an unreadable ban file, a pending lift, a stale ACL', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pd-bans-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const confDir = join(dir, 'etc')
+  await cp(SHIPPED_CONFIG, confDir, { recursive: true })
+  const file = join(dir, 'bans.json')
+  const start = async (env: Record<string, string>) => {
+    const { settings } = readSettings({ BAN_FILE: file, BAN_MODE: 'asterisk', ...env }, { readFile: () => '' })
+    const log = memoryLogger('bans', 'info')
+    const service = banService()
+    await service.start({
+      settings,
+      confDir,
+      log,
+      // Asterisk is not up: the service works on its files alone.
+      asterisk: {
+        onLine: () => undefined,
+        onReady: () => undefined,
+        rx: () => Promise.reject(new Error('not up')),
+        booted: () => false,
+      },
+      signal: new AbortController().signal,
+    })
+    await service.settled()
+    await service.stop(Date.now() + 5000)
+    return log.lines.join('\n')
+  }
+
+  await writeFile(file, '{"version": 1, "bans": [')
+  t.match(
+    await start({}),
+    new RegExp(`bans in ${file} can't be read .*moved it to ${file}\\.unreadable and started with none`),
+  )
+  t.equal(await readFile(`${file}.unreadable`, 'utf8'), '{"version": 1, "bans": [', 'kept for a look, not lost')
+
+  const until = Date.now() + 600_000
+  const ban = (address: string) => ({
+    address,
+    reason: 'wrong password for alice',
+    count: 10,
+    strike: 1,
+    since: until - 1200_000,
+    until,
+  })
+  await saveBans(file, {
+    version: 1,
+    mode: 'asterisk',
+    savedAt: Date.now(),
+    records: [],
+    bans: [ban('203.0.113.5'), ban('2001:db8::7')],
+  })
+  await requestLift(file, '203.0.113.5')
+  const lines = await start({})
+  t.match(lines, /2 bans restored/)
+  t.match(
+    lines,
+    /unbanned 203\.0\.113\.5: lifted \(privatedial bans delete\)/,
+    'a lift asked while run was down is done at start',
+  )
+  t.same(await liftRequests(file), [], 'and the request is gone')
+  t.same(await aclAddresses(confDir), ['2001:db8::7'], 'the ACL holds the ban still in force')
+
+  t.match(await start({ BAN_MODE: 'off' }), /bans are off/)
+  t.same(await aclAddresses(confDir), [], 'turned off, no ACL outlives it')
+})
+
 const skip = typeof tools === 'string' ? tools : noNetns
-if (skip) t.plan(0, `skipped: ${skip}`)
+if (skip) t.test('the ban service on a real Asterisk in network namespaces', { skip: `skipped: ${skip}` }, () => {})
 else {
   for (const mode of ['nft', 'asterisk'] as const) {
     t.test(
