@@ -55,9 +55,11 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
-      const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
+      const { problems, warnings, files, endpoints } = await checkConfDir(ctx.confDir)
       if (problems.length) throw new ConfigError(problems)
-      ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
+      const log = ctx.log.child('check')
+      for (const w of warnings) log.warn(w)
+      log.info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok
     },
   },

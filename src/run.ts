@@ -77,8 +77,9 @@ export async function run(opts: RunOptions): Promise<number> {
   const certOpts = certOptions(settings, certLog)
   await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
   await applyToDir({ confDir, settings, log: phase('apply') })
-  const { problems, files, endpoints } = await configProblems()
+  const { problems, warnings, files, endpoints } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
+  for (const w of warnings) phase('check').warn(w)
   phase('check').info(`config dir ${confDir} is valid`, { files, endpoints })
   // A first start: the PBX runs, but nobody can register or call in yet.
   if (!endpoints)

@@ -101,6 +101,8 @@ export function planEdits(settings: Settings): Edit[] {
   set(['RTP_PORT_MIN'], 'rtp.conf', 'general', 'rtpstart', () => [v('RTP_PORT_MIN')!])
   set(['RTP_PORT_MAX'], 'rtp.conf', 'general', 'rtpend', () => [v('RTP_PORT_MAX')!])
   set(['COUNTRY_CODE'], 'extensions_local.conf', 'globals', 'CONTRY_CODE', () => [v('COUNTRY_CODE')!])
+  for (const name of ['EMERGENCY_NUMBERS', 'EMERGENCY_TRUNK'])
+    set([name], 'extensions_local.conf', 'globals', name, () => [v(name)!])
   const smtp = ['SMTP_HOST', 'SMTP_PORT', 'SMTP_SECURITY', 'SMTP_USER', 'SMTP_PASSWORD', 'SMTP_FROM']
   set(smtp, MINIVM, 'general', 'mailcmd', (cur) => {
     const r = editMailcmd(cur.at(-1), settings)

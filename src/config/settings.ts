@@ -115,6 +115,22 @@ const acmeDirectory: Parse = (raw) => {
   return /^https:\/\/[^\s/]+/i.test(v) && URL.canParse(v) ? ok(v) : bad('not production, staging or an https:// URL')
 }
 
+/**
+ * Emergency numbers: short digits, so the dial plan's rewriting of national (0 and at least 7
+ * digits) and international (00 and a digit not 0) numbers in dp_lookup never turns one into
+ * another number before the dial plan sees it is one.
+ */
+export const EMERGENCY_NUMBER = /^(?!00[1-9])\d{2,6}$/
+
+const numberList: Parse = (raw) => {
+  const items = raw.split(/[\s,]+/).filter(Boolean)
+  if (!items.length) return bad('empty list')
+  const wrong = items.find((n) => !EMERGENCY_NUMBER.test(n))
+  return wrong === undefined
+    ? ok(items.join(','))
+    : bad(`\`${wrong}\` is not 2 to 6 digits, or starts like an international number`)
+}
+
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
 
 export const SETTINGS: readonly Setting[] = [
@@ -190,6 +206,24 @@ export const SETTINGS: readonly Setting[] = [
     allowed: '1 to 3 digits, without + or 00',
     parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')),
     writes: 'extensions_local.conf [globals] CONTRY_CODE',
+  },
+  {
+    name: 'EMERGENCY_NUMBERS',
+    group: 'Dial plan',
+    doc: 'Emergency numbers every user may call, whatever their template, sent to the trunk exactly as dialled',
+    default: 'file value (112,911,999,000,110)',
+    allowed: 'numbers of 2 to 6 digits (not 00 and a digit 1-9), comma or space separated',
+    parse: numberList,
+    writes: 'extensions_local.conf [globals] EMERGENCY_NUMBERS',
+  },
+  {
+    name: 'EMERGENCY_TRUNK',
+    group: 'Dial plan',
+    doc: 'Trunk (its pjsip_endpoint.conf section name) for the emergency calls of users without a TRUNK_ENDPOINT',
+    default: 'file value (none)',
+    allowed: 'an endpoint name, e.g. itsp:mydoe',
+    parse: (raw) => (/^[A-Za-z0-9_.:@+-]+$/.test(raw) ? ok(raw) : bad('not an endpoint name')),
+    writes: 'extensions_local.conf [globals] EMERGENCY_TRUNK',
   },
   {
     name: 'SMTP_HOST',

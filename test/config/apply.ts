@@ -81,6 +81,14 @@ t.test('each variable changes what it owns in the shipped files', async (t) => {
     [{ RTP_PORT_MAX: '10050' }, 'rtp.conf', 'general', 'rtpend', ['10050']],
     [{ COUNTRY_CODE: '46' }, 'extensions_local.conf', 'globals', 'CONTRY_CODE', ['46']],
     [{ CONTRY_CODE: '358' }, 'extensions_local.conf', 'globals', 'CONTRY_CODE', ['358']],
+    [
+      { EMERGENCY_NUMBERS: '112 000, 10111' },
+      'extensions_local.conf',
+      'globals',
+      'EMERGENCY_NUMBERS',
+      ['112,000,10111'],
+    ],
+    [{ EMERGENCY_TRUNK: 'itsp:mydoe' }, 'extensions_local.conf', 'globals', 'EMERGENCY_TRUNK', ['itsp:mydoe']],
     [{ SMTP_FROM: 'pbx@example.com' }, 'minivm.conf', 'general', 'emailaddress', ['pbx@example.com']],
   ]
   for (const [env, file, section, key, want] of cases) {
