@@ -7,6 +7,7 @@ import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
 import { MASK, type Settings } from './settings.ts'
 import type { Logger } from '../base/log.ts'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 
 export interface Edit {
@@ -20,6 +21,12 @@ export interface Edit {
 }
 
 const TRANSPORT = 'pjsip_transport.conf'
+
+/** Asterisk binds one address family per transport: pjsip_transport.conf has a set for each. */
+export const FAMILIES = [
+  { family: 4, template: 't_wan', tcp: 'tcp', tls: 'tls', any: '0.0.0.0' },
+  { family: 6, template: 't_wan6', tcp: 'tcp6', tls: 'tls6', any: '[::]' },
+] as const
 const MINIVM = 'minivm.conf'
 
 /** `0.0.0.0:5060`, `[::]:5060` or a bare address, with its port replaced. */
@@ -90,14 +97,25 @@ export function planEdits(settings: Settings): Edit[] {
     if (from.some((n) => settings.has(n)))
       edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
   }
-  set(['SIP_DOMAIN'], TRANSPORT, 't_wan', 'domain', () => [v('SIP_DOMAIN')!])
-  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_signaling_address', () => [v('SIP_EXTERNAL_HOST')!])
-  set(['SIP_EXTERNAL_HOST'], TRANSPORT, 't_wan', 'external_media_address', () => [v('SIP_EXTERNAL_HOST')!])
-  set(['SIP_LOCAL_NET'], TRANSPORT, 't_wan', 'local_net', () => v('SIP_LOCAL_NET')!.split(','))
-  set(['SIP_PORT'], TRANSPORT, 't_wan', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_PORT')!)])
-  set(['SIP_TLS_PORT'], TRANSPORT, 'tls', 'bind', (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', v('SIP_TLS_PORT')!)])
-  set(['TLS_CERT_FILE'], TRANSPORT, 'tls', 'cert_file', () => [v('TLS_CERT_FILE')!])
-  set(['TLS_KEY_FILE'], TRANSPORT, 'tls', 'priv_key_file', () => [v('TLS_KEY_FILE')!])
+  // Each setting reaches both address families' transports (FAMILIES), NAT ones only the family
+  // their value belongs to: a name goes to IPv4, whose address Docker and most hosts NAT, as one
+  // with no IPv6 address would keep the IPv6 transports from starting.
+  for (const f of FAMILIES) {
+    const external = v('SIP_EXTERNAL_HOST')
+    if (external && (isIP(external) || 4) === f.family) {
+      set(['SIP_EXTERNAL_HOST'], TRANSPORT, f.template, 'external_signaling_address', () => [external])
+      set(['SIP_EXTERNAL_HOST'], TRANSPORT, f.template, 'external_media_address', () => [external])
+    }
+    const nets = v('SIP_LOCAL_NET')
+      ?.split(',')
+      .filter((n) => isIP(n.split('/')[0]!) === f.family)
+    if (nets?.length) set(['SIP_LOCAL_NET'], TRANSPORT, f.template, 'local_net', () => nets)
+    set(['SIP_DOMAIN'], TRANSPORT, f.template, 'domain', () => [v('SIP_DOMAIN')!])
+    set(['SIP_PORT'], TRANSPORT, f.template, 'bind', (cur) => [withPort(cur.at(-1) ?? f.any, v('SIP_PORT')!)])
+    set(['SIP_TLS_PORT'], TRANSPORT, f.tls, 'bind', (cur) => [withPort(cur.at(-1) ?? f.any, v('SIP_TLS_PORT')!)])
+    set(['TLS_CERT_FILE'], TRANSPORT, f.tls, 'cert_file', () => [v('TLS_CERT_FILE')!])
+    set(['TLS_KEY_FILE'], TRANSPORT, f.tls, 'priv_key_file', () => [v('TLS_KEY_FILE')!])
+  }
   set(['RTP_PORT_MIN'], 'rtp.conf', 'general', 'rtpstart', () => [v('RTP_PORT_MIN')!])
   set(['RTP_PORT_MAX'], 'rtp.conf', 'general', 'rtpend', () => [v('RTP_PORT_MAX')!])
   set(['COUNTRY_CODE'], 'extensions_local.conf', 'globals', 'CONTRY_CODE', () => [v('COUNTRY_CODE')!])
@@ -137,11 +155,13 @@ function crossChecks(docs: Map<string, ConfDoc>): string[] {
       )
   }
   const transport = docs.get(TRANSPORT)
-  if (transport) {
-    const udpTcp = portOf(resolveValues([transport], 'tcp', 'bind').at(-1))
-    const tls = portOf(resolveValues([transport], 'tls', 'bind').at(-1))
-    if (udpTcp && udpTcp === tls)
+  for (const f of transport ? FAMILIES : []) {
+    const udpTcp = portOf(resolveValues([transport!], f.tcp, 'bind').at(-1))
+    const tls = portOf(resolveValues([transport!], f.tls, 'bind').at(-1))
+    if (udpTcp && udpTcp === tls) {
       problems.push(`SIP_PORT and SIP_TLS_PORT are both ${tls}; TCP and TLS can't share a port`)
+      break
+    }
   }
   return problems
 }
@@ -153,11 +173,12 @@ function overrideWarnings(docs: Map<string, ConfDoc>, settings: Settings): strin
   if (!transport || !port) return []
   const warnings: string[] = []
   for (const s of sections(transport)) {
-    if (s.isTemplate || s.name === 'tls' || !s.templates.includes('t_wan')) continue
+    const f = FAMILIES.find((f) => s.templates.includes(f.template))
+    if (s.isTemplate || !f || s.name === f.tls) continue
     const bind = resolveValues([transport], s.name, 'bind').at(-1)
     if (portOf(bind) !== port)
       warnings.push(
-        `SIP_PORT=${port} set [t_wan] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`,
+        `SIP_PORT=${port} set [${f.template}] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`,
       )
   }
   return warnings

@@ -141,7 +141,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name',
     parse: hostname,
-    writes: 'pjsip_transport.conf [t_wan] domain',
+    writes: 'pjsip_transport.conf [t_wan] and [t_wan6] domain',
   },
   {
     name: 'SIP_EXTERNAL_HOST',
@@ -150,7 +150,8 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name or IP address',
     parse: host,
-    writes: 'pjsip_transport.conf [t_wan] external_signaling_address, external_media_address',
+    writes:
+      'pjsip_transport.conf external_signaling_address, external_media_address: of [t_wan6] for an IPv6 address, else of [t_wan]',
   },
   {
     name: 'SIP_LOCAL_NET',
@@ -159,7 +160,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8',
     parse: cidrList,
-    writes: 'pjsip_transport.conf [t_wan] local_net (one line each)',
+    writes: 'pjsip_transport.conf local_net (one line each): IPv4 networks in [t_wan], IPv6 ones in [t_wan6]',
   },
   {
     name: 'SIP_PORT',
@@ -168,7 +169,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5060',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [t_wan] bind port',
+    writes: 'pjsip_transport.conf [t_wan] and [t_wan6] bind port',
   },
   {
     name: 'SIP_TLS_PORT',
@@ -177,7 +178,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5061',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [tls] bind port',
+    writes: 'pjsip_transport.conf [tls] and [tls6] bind port',
   },
   {
     name: 'RTP_PORT_MIN',
@@ -295,7 +296,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] cert_file',
+    writes: 'pjsip_transport.conf [tls] and [tls6] cert_file',
   },
   {
     name: 'TLS_KEY_FILE',
@@ -304,7 +305,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] priv_key_file',
+    writes: 'pjsip_transport.conf [tls] and [tls6] priv_key_file',
   },
   {
     name: 'TLS_MODE',
