@@ -9,6 +9,8 @@ import { applyToDir } from './config/apply.ts'
 import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk/dirs.ts'
 import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk/process.ts'
 import { checkConfDir } from './check.ts'
+import { describeUnavailable, unavailableIpv6 } from './asterisk/ipv6.ts'
+import { readConfTree } from './config/files.ts'
 import { ConfigError } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
 import { reloadChanged } from './asterisk/reload.ts'
@@ -86,6 +88,10 @@ export async function run(opts: RunOptions): Promise<number> {
     phase('check').warn(
       'pjsip_endpoint.conf defines no trunk and no user yet; add them (its comments show how) and save it: the PBX reloads it',
     )
+  // Asterisk runs on without the transports it can't bind, with an ERROR for each: on a host
+  // without IPv6 that is expected, and worth one line that says why and what still works.
+  const noIpv6 = await unavailableIpv6((await readConfTree(confDir, 'pjsip.conf')).docs)
+  if (noIpv6) phase('check').warn(describeUnavailable(noIpv6))
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.

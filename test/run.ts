@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
+import { setValue } from '../src/config/conf.ts'
 import { findAsterisk, freePort, prepareTestPbx, USERS, type PreparedAsterisk } from './helpers/asterisk.ts'
 import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
 
@@ -329,5 +330,37 @@ else {
     t.equal(r.exitCode, 0, `run exits 0 on its own\n${output().slice(output().indexOf('received SIGTERM'))}`)
     t.match(output(), /Asterisk stopped/)
     t.same(stillRunning(kids), [], 'no process of run is left')
+  })
+
+  t.test('on a host where the IPv6 transports cannot bind, Asterisk runs on IPv4 and says why once', async (t) => {
+    // A unique local address no interface here has: its bind fails as [::] does without IPv6.
+    const absent = 'fd00:dead:beef::1'
+    const v4only = await prepareTestPbx(asterisk, {
+      edit: {
+        'pjsip_transport.conf': (doc) => {
+          setValue(doc, 't_wan6', 'bind', `[${absent}]:5060`)
+          setValue(doc, 'tls6', 'bind', `[${absent}]:5061`)
+        },
+      },
+    })
+    t.teardown(() => v4only.remove())
+    const { proc: run, output, waitFor } = startRun(t, v4only)
+    await waitFor(/PrivateDial ready/)
+    t.match(
+      output(),
+      `IPv6 is not available on this host: binding [${absent}] (EADDRNOTAVAIL) failed, so transports udp6, tcp6, tls6 stay down and phones reach the PBX over IPv4 only`,
+    )
+    const h = await execa(process.execPath, [cli, 'health'], { env: runEnv(v4only), extendEnv: false, reject: false })
+    t.equal(h.exitCode, 0, h.stdout)
+    t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp.*; IPv6 is not available on this host/m)
+    const r = await runSipp(sipp.bin, {
+      scenario: 'uac-register.xml',
+      target: `127.0.0.1:${v4only.sipPort}`,
+      port: await freePort(),
+      auth: { user: 'alice', password: USERS.alice.password },
+    })
+    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'phones register over IPv4')
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
   })
 }
