@@ -47,6 +47,10 @@ const COMMANDS: Record<string, Command> = {
         log: ctx.log.child('apply'),
         print: ctx.out,
       })
+      if (!dryRun) {
+        const { writeTextTrunks } = await import('./config/text-trunks.ts')
+        await writeTextTrunks(ctx.confDir, ctx.log.child('apply'))
+      }
       return EXIT.ok
     },
   },

@@ -15,6 +15,7 @@ import { ConfigError } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
 import { reloadChanged } from './asterisk/reload.ts'
 import { seed } from './config/seed.ts'
+import { TEXT_TRUNKS_FILE, writeTextTrunks } from './config/text-trunks.ts'
 import type { Settings } from './config/settings.ts'
 import { supervise, type Supervisor } from './asterisk/supervise.ts'
 import type { Watcher } from './asterisk/watch.ts'
@@ -79,6 +80,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const certOpts = certOptions(settings, certLog)
   await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
   await applyToDir({ confDir, settings, log: phase('apply') })
+  await writeTextTrunks(confDir, phase('apply'))
   const { problems, warnings, files, endpoints } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
   for (const w of warnings) phase('check').warn(w)
@@ -122,12 +124,17 @@ export async function run(opts: RunOptions): Promise<number> {
   // Files changed while Asterisk boots: it may have read them already or not, and its remote
   // console is not up yet; they are reloaded once it is.
   const changedDuringBoot = new Set<string>()
-  const reload = (files: string[]) =>
-    reloadChanged(files, {
+  const reload = async (files: string[]) => {
+    // The trunks' twins follow the trunks: written before res_pjsip reads them again.
+    await writeTextTrunks(confDir, reloadLog).catch((err: Error) =>
+      reloadLog.error(`writing ${TEXT_TRUNKS_FILE}: ${err.message}`),
+    )
+    return reloadChanged(files, {
       check: async () => (await configProblems()).problems,
       rx: (c) => rx(target, c),
       log: reloadLog,
     })
+  }
   const supervisor: Supervisor = supervise({
     start: () =>
       spawnAsterisk(target, {
@@ -179,6 +186,7 @@ export async function run(opts: RunOptions): Promise<number> {
     void (async () => {
       try {
         await applyToDir({ confDir, settings, log: phase('apply') })
+        await writeTextTrunks(confDir, phase('apply'))
         const { problems } = await configProblems()
         if (problems.length) {
           for (const p of problems) reloadLog.error(p)

@@ -18,6 +18,8 @@ import {
   type Child,
 } from '../../src/asterisk/process.ts'
 import { parseConf, printConf, setValue, type ConfDoc } from '../../src/config/conf.ts'
+import { writeTextTrunks } from '../../src/config/text-trunks.ts'
+import { memoryLogger } from '../../src/base/log.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 export const SHIPPED_CONFIG = resolve(HERE, '../../rootfs/etc/asterisk')
@@ -253,6 +255,8 @@ export async function prepareAsterisk(binary: AsteriskBinary, opts: AsteriskOpti
   for (const [file, edit] of Object.entries(opts.edit ?? {})) await editConf(etc, file, edit)
   for (const [file, text] of Object.entries(opts.append ?? {}))
     await writeFile(join(etc, file), `${await readFile(join(etc, file), 'utf8')}\n${text}`)
+  // As `privatedial run` does before Asterisk starts.
+  await writeTextTrunks(etc, memoryLogger())
 
   return {
     dir,
