@@ -66,17 +66,18 @@ export function parseSipMessage(direction: SipMessage['direction'], raw: string)
 
 /**
  * sipp's -trace_msg file: each message under a dashed line, `UDP message received [N] bytes :` or
- * `UDP message sent (N bytes):`, and an empty line. N is taken at its word: bodies keep their bytes.
+ * `UDP message sent (N bytes):` (sipp 3.6), and an empty line. N is taken at its word: bodies keep their bytes.
  */
 export function parseMessageTrace(trace: Buffer): SipMessage[] {
   const out: SipMessage[] = []
-  const intro = /^\w+ message (sent|received) [[(](\d+)[\])] bytes ?:\n\n/gm
+  const intro = /^\w+ message (sent|received) (?:\[(\d+)\] bytes |\((\d+) bytes\)):\n\n/gm
   const text = trace.toString('latin1')
   for (let m = intro.exec(text); m; m = intro.exec(text)) {
     const start = m.index + m[0].length
-    const raw = trace.subarray(start, start + Number(m[2])).toString('utf8')
+    const length = Number(m[2] ?? m[3])
+    const raw = trace.subarray(start, start + length).toString('utf8')
     out.push(parseSipMessage(m[1] as SipMessage['direction'], raw))
-    intro.lastIndex = start + Number(m[2])
+    intro.lastIndex = start + length
   }
   return out
 }
