@@ -162,6 +162,24 @@ else {
     t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is gone again')
   })
 
+  t.test('a trunk added to pjsip_endpoint.conf gets the twin its texts leave through; removed, loses it', async (t) => {
+    const file = join(conf.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    const twin = () =>
+      execa(asterisk.bin, ['-C', join(conf.etc, 'asterisk.conf'), '-rx', 'pjsip show endpoint text-itsp-new'], {
+        reject: false,
+      })
+    const from = main.output().length
+    writeFileSync(file, `${original}\n[itsp:new](w_trunk)\nremote_hosts = 127.0.0.1:${await freePort()}\n`)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
+    t.match(main.output().slice(from), /wrote pjsip_text_trunks\.conf .*twins=text-itsp-test,text-itsp-new/)
+    t.match((await twin()).stdout, /Aor:\s+itsp:new\b/, "Asterisk has the twin, on the trunk's AOR")
+    const from2 = main.output().length
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from2)
+    t.match((await twin()).stdout, /Unable to find object text-itsp-new/)
+  })
+
   t.test('a broken endpoint file is not loaded; Asterisk keeps the users it has', async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
