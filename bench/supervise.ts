@@ -88,7 +88,7 @@ if (typeof asterisk === 'string') {
   await new Promise((r) => setTimeout(r, 1000))
   const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8')
   console.log(
-    `resident memory of the node process after boot: ${mb(status, 'VmRSS').toFixed(1)} MB (goal < 60 MB): ${mb(status, 'RssAnon').toFixed(1)} MB its own (heap, buffers), ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`,
+    `memory of run after boot, 1,000 endpoints: RssAnon ${mb(status, 'RssAnon').toFixed(1)} MB, its own (heap, buffers; goal <= 30 MB); RSS ${mb(status, 'VmRSS').toFixed(1)} MB, with ${mb(status, 'RssFile').toFixed(1)} MB of the node binary's code that ran`,
   )
   const bare = (code: string) =>
     mb(

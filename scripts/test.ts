@@ -2,7 +2,7 @@
 // "tests: N passed, N failed, N skipped" (leaf assertions; a skipped subtest or file counts once,
 // and its reason is listed, so a skip is never mistaken for a pass).
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Parser, type Result } from 'tap-parser'
@@ -74,14 +74,43 @@ function watch(p: Parser, path: string[]): void {
     else counts.failed++
   })
 }
-const parser = new Parser()
-watch(parser, [])
+/** tap over `args`, its output counted; resolves with tap's exit code. */
+async function tap(args: string[]): Promise<number> {
+  const parser = new Parser()
+  watch(parser, [])
+  const code = await run(bin('tap'), ['--reporter=tap', ...args], (c) => parser.write(c))
+  parser.end()
+  return code
+}
+
+/**
+ * The test files, split in two: those that start real peers (Asterisk, sipp, Docker) run one at a
+ * time, since two of them at once on a 2-core CI machine starve each other's SIP timers and race
+ * for ports between one's check and its bind; the rest run in parallel.
+ */
+function testFiles(): { parallel: string[]; serial: string[] } {
+  const root = new URL('..', import.meta.url).pathname
+  const all = readdirSync(join(root, 'test'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts') && !/^(helpers|fixtures)\//.test(f))
+    .map((f) => join('test', f))
+    .sort()
+  const real = (f: string) =>
+    /helpers\/(asterisk|sipp|image|docker|netns)\.ts'/.test(readFileSync(join(root, f), 'utf8'))
+  return { parallel: all.filter((f) => !real(f)), serial: all.filter(real) }
+}
+
 // Tests make temp dirs (config copies, Asterisk scratch dirs, spools); they all go under one that
 // is removed afterwards, so a run leaves nothing in /tmp even where a test forgets to clean up.
 const scratch = mkdtempSync(join(tmpdir(), 'privatedial-test-'))
 process.env.TMPDIR = scratch
-const code = await run(bin('tap'), ['--reporter=tap', ...process.argv.slice(2)], (c) => parser.write(c))
-parser.end()
+let code: number
+if (process.argv.length > 2) code = await tap(process.argv.slice(2))
+else {
+  const { parallel, serial } = testFiles()
+  console.log(`tap: ${parallel.length} files in parallel, then ${serial.length} with real peers one at a time`)
+  code = (await tap(parallel)) || 0
+  code = (await tap(['--jobs=1', ...serial])) || code
+}
 rmSync(scratch, { recursive: true, force: true })
 for (const s of skips) console.log(`skipped: ${s}`)
 console.log(`tests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`)

@@ -1,9 +1,9 @@
 // The `privatedial` commands: argv in, exit code out. Commands load their modules on demand so
 // `--help` and `health` start fast.
 import { readFileSync } from 'node:fs'
-import { ConfigError, EXIT, UsageError } from './base/errors.ts'
+import { ConfigError, errorMessage, EXIT, UsageError } from './base/errors.ts'
 import { createLogger, type Level, type Logger } from './base/log.ts'
-import { readSettings, SETTINGS, type Settings } from './config/settings.ts'
+import { readSettings, settingByName, SETTINGS, valueOf, type Settings } from './config/settings.ts'
 
 interface Command {
   summary: string
@@ -25,6 +25,8 @@ const COMMANDS: Record<string, Command> = {
     summary: "the container's main process: seed, apply, check, start and supervise Asterisk, reload on change",
     usage: 'privatedial run',
     async run(ctx) {
+      // `ps` in the container then shows what this process is, not `MainThread` or `node`.
+      process.title = 'privatedial run'
       const { run } = await import('./run.ts')
       return run({ settings: ctx.settings, confDir: ctx.confDir, log: ctx.log })
     },
@@ -59,7 +61,12 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial check',
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
+      const { mailStatus } = await import('./mail/status.ts')
       const { problems, warnings, files, endpoints } = await checkConfDir(ctx.confDir)
+      // Mail that waits is no configuration error, but a mailcmd minivm-send refuses is.
+      const mail = await mailStatus(ctx.confDir, ctx.env)
+      for (const warning of mail.warnings) ctx.log.child('check').warn(warning)
+      problems.push(...mail.problems)
       if (problems.length) throw new ConfigError(problems)
       const log = ctx.log.child('check')
       for (const w of warnings) log.warn(w)
@@ -71,10 +78,12 @@ const COMMANDS: Record<string, Command> = {
     summary: 'obtain or renew the TLS certificate now (self-signed, ACME or Traefik), then exit',
     usage: 'privatedial cert',
     async run(ctx) {
-      const { certOptions } = await import('./cert/config.ts')
+      const { certOptions, tlsFilesOf } = await import('./cert/config.ts')
       const { ensureCertificate } = await import('./cert/keeper.ts')
+      const { readConfTree } = await import('./config/files.ts')
       const log = ctx.log.child('cert')
-      const r = await ensureCertificate(certOptions(ctx.settings, log))
+      const files = tlsFilesOf((await readConfTree(ctx.confDir, 'pjsip_transport.conf')).docs)
+      const r = await ensureCertificate(certOptions(ctx.settings, log, files))
       if (r.error) {
         log.error(`certificate not obtained: ${r.error.message}; the one in place is kept`)
         return EXIT.failure
@@ -87,7 +96,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'privatedial health',
     async run(ctx) {
       const { health } = await import('./asterisk/health.ts')
-      const r = await health({ bin: ctx.settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir: ctx.confDir })
+      const r = await health({ bin: valueOf(ctx.settings, 'ASTERISK_BIN')!, confDir: ctx.confDir })
       ctx.out(`${r.ok ? 'healthy' : 'unhealthy'}: ${r.detail}\n`)
       return r.ok ? EXIT.ok : EXIT.failure
     },
@@ -133,7 +142,11 @@ export async function main(
   env: NodeJS.ProcessEnv,
   out = (s: string) => process.stdout.write(s),
 ): Promise<number> {
-  const level = (['debug', 'info', 'warn', 'error'].includes(env.LOG_LEVEL ?? '') ? env.LOG_LEVEL : 'info') as Level
+  // The logger is needed before the settings are read (a usage error is logged too); a bad
+  // LOG_LEVEL is reported with the other settings' problems below.
+  const logLevel = settingByName('LOG_LEVEL')
+  const parsed = env.LOG_LEVEL ? logLevel.parse(env.LOG_LEVEL) : undefined
+  const level = (parsed && 'ok' in parsed ? parsed.ok : logLevel.value) as Level
   const log = createLogger({ component: 'privatedial', level })
   const [name, ...rest] = argv
   try {
@@ -156,7 +169,7 @@ export async function main(
       try {
         values = parseArgs({ args: rest, options, allowPositionals: false }).values
       } catch (err) {
-        throw new UsageError(`${name}: ${(err as Error).message}`)
+        throw new UsageError(`${name}: ${errorMessage(err)}`)
       }
     }
     if (values.help) {
@@ -165,7 +178,7 @@ export async function main(
     }
     const { settings, problems } = readSettings(env, { readFile: (p) => readFileSync(p, 'utf8') })
     if (problems.length) throw new ConfigError(problems)
-    const confDir = settings.get('ASTERISK_CONF_DIR')?.value ?? '/etc/asterisk'
+    const confDir = valueOf(settings, 'ASTERISK_CONF_DIR')!
     return await command.run({ env, settings, confDir, log, out }, values)
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -177,7 +190,7 @@ export async function main(
       log.error(err.message)
       return EXIT.usage
     }
-    log.error((err as Error).message ?? String(err))
+    log.error(errorMessage(err))
     if (level === 'debug' && err instanceof Error && err.stack) log.debug(err.stack)
     return EXIT.failure
   }

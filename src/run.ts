@@ -1,24 +1,25 @@
-// `privatedial run`: the container's main process under tini. Start-up is a few named phases;
-// after them it supervises Asterisk and reacts to signals and config changes until stopped.
+// `privatedial run`: the container's main process under tini. Start-up is a few named phases
+// (preflight, seed, apply, check, dirs, certificate); then run is a list of services, started in
+// order with their timings logged and stopped in reverse within STOP_GRACE_SECONDS.
 import { execFileSync } from 'node:child_process'
-import { chown } from 'node:fs/promises'
-import { basename, join } from 'node:path'
-import { ensureCertificate, keepCertificateFresh, type Freshness } from './cert/keeper.ts'
-import { certOptions } from './cert/config.ts'
+import { chown, mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { certOptions, tlsFilesOf } from './cert/config.ts'
+import { ensureCertificate, keepCertificateFresh, type CertOptions, type CertResult } from './cert/keeper.ts'
 import { applyToDir } from './config/apply.ts'
+import { readConfTree } from './config/files.ts'
 import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk/dirs.ts'
-import { notExecutable, rx, spawnAsterisk, waitFullyBooted, type AsteriskTarget } from './asterisk/process.ts'
+import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
+import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
+import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { checkConfDir } from './check.ts'
 import { describeUnavailable, unavailableIpv6 } from './asterisk/ipv6.ts'
-import { readConfTree } from './config/files.ts'
-import { ConfigError } from './base/errors.ts'
-import type { Logger } from './base/log.ts'
-import { reloadChanged } from './asterisk/reload.ts'
-import { seed } from './config/seed.ts'
 import { TEXT_TRUNKS_FILE, writeTextTrunks } from './config/text-trunks.ts'
-import type { Settings } from './config/settings.ts'
-import { supervise, type Supervisor } from './asterisk/supervise.ts'
-import type { Watcher } from './asterisk/watch.ts'
+import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
+import type { Logger } from './base/log.ts'
+import { seed } from './config/seed.ts'
+import { valueOf, type Settings } from './config/settings.ts'
+import type { Service, ServiceContext } from './service.ts'
 import type { Websms } from './websms/service.ts'
 
 export interface RunOptions {
@@ -33,7 +34,7 @@ export interface RunOptions {
 /** Who Asterisk runs as: dropping root is the default; `root` keeps it (tests, special set-ups). */
 export function asteriskUser(settings: Settings, uid: number): Account | undefined {
   if (uid !== 0) return undefined
-  const name = settings.get('ASTERISK_USER')?.value ?? 'asterisk'
+  const name = valueOf(settings, 'ASTERISK_USER')!
   if (name === 'root') return undefined
   let out: string
   try {
@@ -55,13 +56,18 @@ export function asteriskUser(settings: Settings, uid: number): Account | undefin
   return account
 }
 
+/** How long a service stopped before Asterisk may take: they abandon work, Asterisk drains calls. */
+const QUICK_STOP_MS = 1000
+
 export async function run(opts: RunOptions): Promise<number> {
   const t0 = Date.now()
-  const { settings, confDir } = opts
-  const log = opts.log
+  const { settings, confDir, log } = opts
   const signals = opts.signals ?? process
-  const target: AsteriskTarget = { bin: settings.get('ASTERISK_BIN')?.value ?? 'asterisk', confDir }
   const phase = (name: string) => log.child(name)
+  const target: AsteriskTarget = { bin: valueOf(settings, 'ASTERISK_BIN')!, confDir }
+  const graceMs = Number(valueOf(settings, 'STOP_GRACE_SECONDS')) * 1000
+
+  // Preflight: what would make every later phase pointless.
   const unrunnable = notExecutable(target.bin)
   if (unrunnable)
     throw new ConfigError([
@@ -76,9 +82,7 @@ export async function run(opts: RunOptions): Promise<number> {
 
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
   // will read). A config error stops here, before anything runs.
-  const certLog = phase('cert')
-  const certOpts = certOptions(settings, certLog)
-  await seed({ confDir, log: phase('seed'), certFiles: [certOpts.certFile, certOpts.keyFile] })
+  await seed({ confDir, log: phase('seed') })
   await applyToDir({ confDir, settings, log: phase('apply') })
   await writeTextTrunks(confDir, phase('apply'))
   const { problems, warnings, files, endpoints } = await configProblems()
@@ -96,188 +100,263 @@ export async function run(opts: RunOptions): Promise<number> {
   if (noIpv6) phase('check').warn(describeUnavailable(noIpv6))
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
+  // The certificate files are the ones the TLS transport names, after apply wrote TLS_*_FILE there.
+  const certLog = phase('cert')
+  const certOpts = certOptions(
+    settings,
+    certLog,
+    tlsFilesOf((await readConfTree(confDir, 'pjsip_transport.conf')).docs),
+  )
+  for (const dir of new Set([dirname(certOpts.certFile), dirname(certOpts.keyFile)]))
+    if (await mkdir(dir, { recursive: true, mode: 0o755 })) certLog.info(`created certificate directory ${dir}`)
   // Asterisk reads the key as its own user; the key stays 0600, so it must be that user's.
   const ownCert = async () => {
     if (user) for (const f of [certOpts.certFile, certOpts.keyFile]) await chown(f, user.uid, user.gid)
   }
   // A certificate must exist before Asterisk starts its TLS transport; one from a CA that is slow
   // or down would hold up the PBX, so start serves what is there (or a self-signed stand-in) and
-  // the renewal loop fetches the real one in the background.
+  // the keeper fetches the real one in the background.
   const first = await ensureCertificate(certOpts, { contactCa: false })
   await ownCert()
 
-  // WebSMS takes webhooks even while Asterisk (re)starts: they wait in its queue.
-  let websms: Websms | undefined
-  const websmsPort = settings.get('WEBSMS_PORT')?.value
-  if (websmsPort) {
-    const { startWebsms } = await import('./websms/service.ts')
-    websms = await startWebsms({
-      confDir,
-      port: Number(websmsPort),
-      spoolDir: settings.get('WEBSMS_SPOOL_DIR')?.value ?? '/var/spool/asterisk/websms',
-      log: phase('websms'),
-    })
-  } else phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
-
-  const astLog = log.child('asterisk')
+  const asterisk = asteriskService({ target, user: user?.name, graceMs, log: phase('supervise') })
   const reloadLog = phase('reload')
-  // Files changed while Asterisk boots: it may have read them already or not, and its remote
-  // console is not up yet; they are reloaded once it is.
-  const changedDuringBoot = new Set<string>()
-  const reload = async (files: string[]) => {
-    // The trunks' twins follow the trunks: written before res_pjsip reads them again.
-    await writeTextTrunks(confDir, reloadLog).catch((err: Error) =>
-      reloadLog.error(`writing ${TEXT_TRUNKS_FILE}: ${err.message}`),
-    )
-    return reloadChanged(files, {
-      check: async () => (await configProblems()).problems,
-      rx: (c) => rx(target, c),
-      log: reloadLog,
-    })
-  }
-  const supervisor: Supervisor = supervise({
-    start: () =>
-      spawnAsterisk(target, {
-        user: user?.name,
-        onLine: (line) => {
-          if (/\bERROR\[/.test(line)) astLog.error(line)
-          else if (/\bWARNING\[/.test(line)) astLog.warn(line)
-          else astLog.info(line)
-        },
-      }),
-    waitReady: (_c, alive) => waitFullyBooted(target, alive),
-    drain: () => rx(target, 'core stop gracefully').then(() => undefined),
-    stopNow: () => rx(target, 'core stop now').then(() => undefined),
-    log: phase('supervise'),
-    graceMs: Number(settings.get('STOP_GRACE_SECONDS')?.value ?? 8) * 1000,
-    onReady: () => {
-      // Texts that waited while Asterisk was down go out now.
-      websms?.flush()
-      if (changedDuringBoot.size) {
-        const files = [...changedDuringBoot]
-        changedDuringBoot.clear()
-        void reload(files)
-      }
-      const m = process.memoryUsage()
-      log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, {
-        rss_mb: Math.round(m.rss / 2 ** 20),
-        heap_mb: Math.round(m.heapUsed / 2 ** 20),
-      })
+  const reloads = reloader({
+    check: async () => {
+      // The trunks' text twins follow the trunks, written before the check and the reload read
+      // them; a file that can't be read is the check's to report.
+      await writeTextTrunks(confDir, reloadLog).catch((err: Error) =>
+        reloadLog.debug(`${TEXT_TRUNKS_FILE} not rewritten: ${err.message}`),
+      )
+      return (await configProblems()).problems
     },
+    rx: asterisk.view.rx,
+    log: reloadLog,
+    state: asterisk.state,
   })
+  asterisk.view.onReady(() => {
+    reloads.ready()
+    const m = process.memoryUsage()
+    log.info(`PrivateDial ready ${Date.now() - t0} ms after start`, {
+      rss_mb: Math.round(m.rss / 2 ** 20),
+      heap_mb: Math.round(m.heapUsed / 2 ** 20),
+    })
+  })
+  const websms = websmsService(settings, confDir)
+  // Order matters: WebSMS takes webhooks while Asterisk (re)starts (they wait in its queue);
+  // Asterisk spawns before anything it does not need is even loaded; the rest follow it.
+  const services: Service[] = [
+    ...(websms ? [websms] : []),
+    asterisk,
+    configWatcher(settings, confDir, reloads, websms),
+    certificateKeeper(certOpts, first, ownCert, asterisk),
+    lazy('voicemail-mail', async () => (await import('./mail/flusher.ts')).voicemailMailService()),
+  ]
+  if (!websms) phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 
-  // Asterisk is running: signals go to the supervisor from now on, whatever start-up still does.
-  let stopping = false
-  let watcher: Watcher | undefined
-  let certs: Freshness | undefined
-  let mailTimer: NodeJS.Timeout | undefined
-  const stop = (signal: string) => {
-    if (stopping) return
-    stopping = true
-    log.info(`received ${signal}; shutting down`)
-    clearInterval(mailTimer)
-    // The drain starts now: Docker's SIGKILL comes 10 s after its SIGTERM whatever else is
-    // going on, and a certificate order in flight can take longer than that.
-    void certs?.stop()
-    void Promise.all([watcher?.close(), websms?.close(), supervisor.stop(signal)])
-  }
-  const hup = () => {
-    log.info('received SIGHUP; applying the environment again and reloading Asterisk')
-    void (async () => {
-      try {
-        await applyToDir({ confDir, settings, log: phase('apply') })
-        await writeTextTrunks(confDir, phase('apply'))
-        const { problems } = await configProblems()
-        if (problems.length) {
-          for (const p of problems) reloadLog.error(p)
-          reloadLog.error('not reloading: Asterisk keeps its current configuration')
-          return
-        }
-        await rx(target, 'core reload')
-        reloadLog.info('reloaded Asterisk (core reload)')
-      } catch (err) {
-        reloadLog.error(`SIGHUP reload failed: ${(err as Error).message}`)
+  const started: Service[] = []
+  const stopRequested = new AbortController()
+  let stopping: Promise<void> | undefined
+  let starting: Promise<void> | undefined
+  const stop = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info(`${why}; shutting down`)
+      stopRequested.abort()
+      // A service being started finishes starting first, so that it is stopped too.
+      await starting?.catch(() => undefined)
+      const deadline = Date.now() + graceMs + QUICK_STOP_MS
+      for (const s of [...started].reverse()) {
+        const quick = s !== asterisk
+        const by = quick ? Math.min(deadline, Date.now() + QUICK_STOP_MS) : deadline
+        const t = Date.now()
+        const result = await settleBy(
+          s.stop(by, why.replace(/^received /, '')),
+          by + (quick ? 0 : QUICK_STOP_MS + 1500),
+        )
+        if (result === 'late') phase(s.name).warn(`did not stop within ${by - t} ms; abandoned`)
+        else if (result instanceof Error) phase(s.name).error(`stopping failed: ${result.message}`)
+        else phase(s.name).debug(`stopped in ${Date.now() - t} ms`)
       }
     })()
+    return stopping
   }
-  const onTerm = () => stop('SIGTERM')
-  const onInt = () => stop('SIGINT')
+  const onSignal = (signal: string) => () => void stop(`received ${signal}`)
+  const onTerm = onSignal('SIGTERM')
+  const onInt = onSignal('SIGINT')
+  const onHup = () => {
+    log.info('received SIGHUP; applying the environment again and reloading Asterisk')
+    void applyToDir({ confDir, settings, log: phase('apply') }).then(
+      () => reloads.request({ reason: 'SIGHUP', commands: ['core reload'] }),
+      (err: Error) => reloadLog.error(`SIGHUP: applying the environment failed, nothing reloaded: ${err.message}`),
+    )
+  }
+  // A bug in a service must not take the calls down with it: it is logged, and the PBX runs on.
+  const onRejection = (err: unknown) =>
+    log.error(`internal error (please report it), the PBX runs on: ${err instanceof Error ? err.stack : String(err)}`)
   signals.on('SIGTERM', onTerm)
   signals.on('SIGINT', onInt)
-  signals.on('SIGHUP', hup)
+  signals.on('SIGHUP', onHup)
+  process.on('unhandledRejection', onRejection)
 
-  // What Asterisk does not need to start loads after it is spawned; a stop meanwhile skips it.
-  const [{ watchFiles }, { FLUSH_INTERVAL_MS, flushVoicemailSpool }] = await Promise.all([
-    import('./asterisk/watch.ts'),
-    import('./mail/flush.ts'),
-  ])
-  if (!stopping) {
-    const websmsConf = join(confDir, 'websms.conf')
-    watcher = watchFiles({
-      files: [
-        join(confDir, 'pjsip_endpoint.conf'),
-        ...(websms ? [websmsConf] : []),
-        ...(settings.get('WATCH_FILES')?.value.split(',') ?? []),
-      ],
-      log: phase('watch'),
-      onChange: async (files) => {
-        // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
-        if (websms && files.includes(websmsConf)) {
-          await websms.reload().then(
-            () => reloadLog.info('WebSMS reloaded websms.conf'),
-            (err: Error) =>
-              reloadLog.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
-          )
-        }
-        const changed = files.filter((f) => f !== websmsConf)
-        if (!changed.length) return
-        if (!supervisor.current()) {
-          reloadLog.info(`Asterisk is not running; it reads ${changed.join(', ')} when it starts`)
-          return
-        }
-        if (!supervisor.booted()) {
-          for (const f of changed) changedDuringBoot.add(f)
-          reloadLog.info(
-            `Asterisk is still booting; ${changed.map((f) => basename(f)).join(', ')} reloaded once it is up`,
-          )
-          return
-        }
-        await reload(changed)
-      },
-    })
-
-    certs = keepCertificateFresh(
-      certOpts,
-      async () => {
-        await ownCert()
-        // A TLS listener restarts in place when its files changed: new handshakes get the new
-        // certificate, calls and registrations stay up.
-        if (supervisor.current()) await rx(target, 'module reload res_pjsip.so')
-        certLog.info('Asterisk reloaded res_pjsip for the new certificate')
-      },
-      { after: first },
-    )
-
-    // Mail that could not be sent waits in minivm-send's spool; retry it while we run.
-    const mailLog = phase('voicemail-mail')
-    const flushMail = () =>
-      flushVoicemailSpool(confDir, process.env, mailLog).catch((err: Error) =>
-        mailLog.error(`flushing queued voicemail e-mails failed: ${err.message}`),
-      )
-    mailTimer = setInterval(() => void flushMail(), FLUSH_INTERVAL_MS)
-    void flushMail()
+  for (const s of services) {
+    if (stopping) break
+    const t = Date.now()
+    const ctx: ServiceContext = {
+      settings,
+      confDir,
+      log: phase(s.name),
+      asterisk: asterisk.view,
+      signal: stopRequested.signal,
+    }
+    starting = s.start(ctx)
+    try {
+      await starting
+      started.push(s)
+      ctx.log.debug(`started in ${Date.now() - t} ms`)
+    } catch (err) {
+      ctx.log.error(`could not start; the PBX runs on without it: ${errorMessage(err)}`)
+    }
   }
+  starting = undefined
 
-  const code = await supervisor.done
-  clearInterval(mailTimer)
-  // A certificate order in flight is abandoned, not awaited: the next start checks again. The
-  // process exits with it still open (cli.ts exits explicitly).
-  void certs?.stop()
-  await websms?.close()
+  let code = await asterisk.done
+  // Asterisk gave up (a crash loop): the other services have nothing left to serve.
+  if (!stopping) code ||= EXIT.failure
+  await stop(stopping ? 'stopped' : 'Asterisk is gone')
   signals.off('SIGTERM', onTerm)
   signals.off('SIGINT', onInt)
-  signals.off('SIGHUP', hup)
-  await watcher?.close()
+  signals.off('SIGHUP', onHup)
+  process.off('unhandledRejection', onRejection)
   log.info(`exiting with code ${code}`)
   return code
+}
+
+/** Resolves with undefined when `p` settles by `at` (epoch ms), its error if it failed, or 'late'. */
+function settleBy(p: Promise<void>, at: number): Promise<undefined | Error | 'late'> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), Math.max(0, at - Date.now()))))
+  return Promise.race([
+    p.then(
+      () => undefined,
+      (err: Error) => err,
+    ),
+    late,
+  ]).finally(() => clearTimeout(timer))
+}
+
+/** WebSMS, when WEBSMS_PORT turns it on; it also reloads websms.conf for the config watcher. */
+function websmsService(settings: Settings, confDir: string): (Service & { reload(): Promise<void> }) | undefined {
+  const port = valueOf(settings, 'WEBSMS_PORT')
+  if (!port) return undefined
+  let websms: Websms | undefined
+  return {
+    name: 'websms',
+    async start(ctx) {
+      const { startWebsms } = await import('./websms/service.ts')
+      websms = await startWebsms({
+        confDir,
+        port: Number(port),
+        spoolDir: valueOf(settings, 'WEBSMS_SPOOL_DIR')!,
+        log: ctx.log,
+      })
+      // Texts that waited while Asterisk was down go out once it is up.
+      ctx.asterisk.onReady(() => websms?.flush())
+    },
+    async stop() {
+      await websms?.close()
+    },
+    async reload() {
+      await websms?.reload()
+    },
+  }
+}
+
+/** pjsip_endpoint.conf (and WATCH_FILES, websms.conf) watched: a saved change is checked, then reloaded. */
+function configWatcher(
+  settings: Settings,
+  confDir: string,
+  reloads: Reloader,
+  websms: { reload(): Promise<void> } | undefined,
+): Service {
+  let close: (() => Promise<void>) | undefined
+  const websmsConf = join(confDir, 'websms.conf')
+  return {
+    name: 'watch',
+    async start(ctx) {
+      const { watchFiles } = await import('./base/watch.ts')
+      if (ctx.signal.aborted) return
+      const watcher = watchFiles({
+        files: [
+          join(confDir, 'pjsip_endpoint.conf'),
+          ...(websms ? [websmsConf] : []),
+          ...(valueOf(settings, 'WATCH_FILES')?.split(',') ?? []),
+        ],
+        log: ctx.log,
+        onChange: async (files) => {
+          // websms.conf is ours, not Asterisk's: the service reloads it, or keeps the old one if it is broken.
+          if (websms && files.includes(websmsConf)) {
+            await websms.reload().then(
+              () => ctx.log.info('WebSMS reloaded websms.conf'),
+              (err: Error) =>
+                ctx.log.error(`websms.conf not reloaded, the service keeps its current configuration: ${err.message}`),
+            )
+          }
+          const changed = files.filter((f) => f !== websmsConf)
+          if (changed.length) await reloads.request(requestFor(changed))
+        },
+      })
+      close = () => watcher.close()
+    },
+    async stop() {
+      await close?.()
+    },
+  }
+}
+
+/** Renews the certificate when due and has Asterisk serve the new one. */
+function certificateKeeper(
+  opts: CertOptions,
+  first: CertResult,
+  ownCert: () => Promise<void>,
+  asterisk: AsteriskService,
+): Service {
+  let keeper: { stop(): Promise<void> } | undefined
+  return {
+    name: 'cert',
+    start(ctx) {
+      keeper = keepCertificateFresh(
+        opts,
+        async () => {
+          await ownCert()
+          // A TLS listener restarts in place when its files changed: new handshakes get the new
+          // certificate, calls and registrations stay up.
+          if (asterisk.state() !== 'down') await ctx.asterisk.rx('module reload res_pjsip.so')
+          ctx.log.info('Asterisk reloaded res_pjsip for the new certificate')
+        },
+        { after: first },
+      )
+      return Promise.resolve()
+    },
+    stop() {
+      // An order in flight is abandoned, not awaited (a CA that never answers would hold the
+      // drain); the next start checks again, and nothing is written half.
+      void keeper?.stop()
+      return Promise.resolve()
+    },
+  }
+}
+
+/** A service whose code loads when it starts, so that what Asterisk does not need loads after its spawn. */
+function lazy(name: string, load: () => Promise<Service>): Service {
+  let real: Service | undefined
+  return {
+    name,
+    async start(ctx) {
+      const service = await load()
+      if (ctx.signal.aborted) return
+      real = service
+      await real.start(ctx)
+    },
+    stop: (deadline, why) => real?.stop(deadline, why) ?? Promise.resolve(),
+  }
 }

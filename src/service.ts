@@ -22,6 +22,8 @@ export interface ServiceContext {
   /** This service's logger: its name is the component on every line. */
   log: Logger
   asterisk: AsteriskView
+  /** Aborted once run is stopping: a start still under way skips what it has not begun. */
+  signal: AbortSignal
 }
 
 export interface Service {
@@ -32,7 +34,7 @@ export interface Service {
   /**
    * Resolves once the service has let go of everything (sockets, timers, child processes, locks).
    * `deadline` (epoch ms) is when `run` stops waiting: work that would go past it is abandoned, and
-   * left in a state the next start picks up (nothing half-written).
+   * left in a state the next start picks up (nothing half-written). `why` is for the log (SIGTERM).
    */
-  stop(deadline: number): Promise<void>
+  stop(deadline: number, why?: string): Promise<void>
 }

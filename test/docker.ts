@@ -6,9 +6,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { getValues, parseConf, resolveValues } from '../src/config/conf.ts'
-import { DEFAULT_CERT_FILE, DEFAULT_KEY_FILE } from '../src/cert/config.ts'
 import { portOf } from '../src/config/apply.ts'
-import { SETTINGS } from '../src/config/settings.ts'
+import { settingByName, SETTINGS } from '../src/config/settings.ts'
 
 const root = new URL('..', import.meta.url).pathname
 const read = (f: string) => readFileSync(join(root, f), 'utf8')
@@ -99,7 +98,7 @@ t.test('the one volume holds config, certificates, spool and logs, at the paths 
   const linked = /for d in ([^;]+); do/.exec(dockerfile)![1]!.trim().split(/\s+/)
   for (const p of ['/etc/asterisk', '/etc/ssl/asterisk', '/var/spool/asterisk', '/var/log/asterisk'])
     t.ok(linked.includes(p), `${p} lives in /srv`)
-  for (const f of [DEFAULT_CERT_FILE, DEFAULT_KEY_FILE])
+  for (const f of [settingByName('TLS_CERT_FILE').value!, settingByName('TLS_KEY_FILE').value!])
     t.ok(
       linked.some((d) => f.startsWith(d + '/')),
       `${f} is in the volume`,

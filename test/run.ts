@@ -2,12 +2,19 @@
 // reload of pjsip_endpoint.conf, SIGHUP, crash restart, and a stop that leaves nothing behind.
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { setValue } from '../src/config/conf.ts'
-import { findAsterisk, freePort, prepareTestPbx, USERS, type PreparedAsterisk } from './helpers/asterisk.ts'
+import {
+  findAsterisk,
+  freePort,
+  prepareTestPbx,
+  USERS,
+  type AsteriskOptions,
+  type PreparedAsterisk,
+} from './helpers/asterisk.ts'
 import { finalResponses, findSipp, runSipp, startSipp } from './helpers/sipp.ts'
 
 const asterisk = findAsterisk()
@@ -91,20 +98,27 @@ else {
       })
     return { proc, output: () => output, waitFor }
   }
+  /** `privatedial run` on a PBX config of its own, removed at the end of test `owner`. */
+  const startFreshRun = async (owner: Test, extra: Record<string, string> = {}, opts: AsteriskOptions = {}) => {
+    const pbx = await prepareTestPbx(asterisk, opts)
+    owner.teardown(() => pbx.remove())
+    return { pbx, ...startRun(owner, pbx, extra) }
+  }
   const env = runEnv(conf)
   const main = startRun(t, conf)
   const { proc, waitFor } = main
   const target = `127.0.0.1:${conf.sipPort}`
-  /** The final answer to a phone's REGISTER, after any 401 challenge: 200 when registered. */
-  const register = async (user: string, password: string, port?: number) => {
+  /** The final answer to a phone's REGISTER at `pbx`, after any 401 challenge: 200 when registered. */
+  const registerAt = async (pbx: PreparedAsterisk, user: string, password: string, port?: number) => {
     const r = await runSipp(sipp.bin, {
       scenario: 'uac-register.xml',
-      target,
+      target: `127.0.0.1:${pbx.sipPort}`,
       port: port ?? (await freePort()),
       auth: { user, password },
     })
     return finalResponses(r, 'REGISTER').at(-1)
   }
+  const register = (user: string, password: string, port?: number) => registerAt(conf, user, password, port)
   /** Waits until Asterisk counts `n` active calls (the callee answered). */
   const callsUp = async (n: number) => {
     for (const deadline = Date.now() + 15_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
@@ -145,23 +159,6 @@ else {
     t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp/m)
   })
 
-  t.test("a user added to pjsip_endpoint.conf can register after the save; removed, can't", async (t) => {
-    const file = join(conf.etc, 'pjsip_endpoint.conf')
-    const original = readFileSync(file, 'utf8')
-    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is unknown at first')
-    const from = main.output().length
-    writeFileSync(
-      file,
-      `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`,
-    )
-    await waitFor(/reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=\d+/, from)
-    t.equal(await register('frank', 'frank-pw-1a2b'), 200, 'frank registers')
-    const from2 = main.output().length
-    writeFileSync(file, original)
-    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from2)
-    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is gone again')
-  })
-
   t.test('a trunk added to pjsip_endpoint.conf gets the twin its texts leave through; removed, loses it', async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
@@ -180,12 +177,29 @@ else {
     t.match((await twin()).stdout, /Unable to find object text-itsp-new/)
   })
 
+  t.test("a user added to pjsip_endpoint.conf can register after the save; removed, can't", async (t) => {
+    const file = join(conf.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is unknown at first')
+    const from = main.output().length
+    writeFileSync(
+      file,
+      `${original}\n[frank](w_term:test)\nhint_exten = +12025550106\ninbound_auth/username = frank\ninbound_auth/password = frank-pw-1a2b\n`,
+    )
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=\d+/, from)
+    t.equal(await register('frank', 'frank-pw-1a2b'), 200, 'frank registers')
+    const from2 = main.output().length
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from2)
+    t.not(await register('frank', 'frank-pw-1a2b'), 200, 'frank is gone again')
+  })
+
   t.test('a broken endpoint file is not loaded; Asterisk keeps the users it has', async (t) => {
     const file = join(conf.etc, 'pjsip_endpoint.conf')
     const original = readFileSync(file, 'utf8')
     const from = main.output().length
     writeFileSync(file, `${original}\n[grace](w_term:nope)\ninbound_auth/username = grace\n`)
-    await waitFor(/not reloading after the change to pjsip_endpoint\.conf/, from)
+    await waitFor(/not reloading after a change to pjsip_endpoint\.conf/, from)
     t.match(
       main.output().slice(from),
       /pjsip_endpoint\.conf:\d+: \[grace\] inherits template `w_term:nope`, which is not defined/,
@@ -219,7 +233,7 @@ else {
     const pid = execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim()
     const from = main.output().length
     proc.kill('SIGHUP')
-    await waitFor(/reloaded Asterisk \(core reload\)/, from)
+    await waitFor(/reloaded after SIGHUP command="core reload"/, from)
     t.equal(
       execFileSync('pgrep', ['-f', '-n', `${conf.etc}/asterisk.conf`], { encoding: 'utf8' }).trim(),
       pid,
@@ -265,9 +279,7 @@ else {
   })
 
   t.test('a user added while Asterisk boots can register once it is up, and no reload fails', async (t) => {
-    const booting = await prepareTestPbx(asterisk)
-    t.teardown(() => booting.remove())
-    const { proc: run, output, waitFor } = startRun(t, booting)
+    const { pbx: booting, proc: run, output, waitFor } = await startFreshRun(t)
     // The watcher is up well before Asterisk has booted (it takes the better part of a second).
     await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
     const file = join(booting.etc, 'pjsip_endpoint.conf')
@@ -282,13 +294,7 @@ else {
         ? 'the change came during the boot'
         : 'Asterisk had booted before the change was seen',
     )
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${booting.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'gina', password: 'gina-pw-3c4d' },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'gina registers')
+    t.equal(await registerAt(booting, 'gina', 'gina-pw-3c4d'), 200, 'gina registers')
     t.notMatch(output(), /reload after a change .* failed/, 'no reload was tried before Asterisk could take it')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
@@ -297,9 +303,7 @@ else {
   t.test(
     'SIGTERM the moment Asterisk is spawned, mid start-up, still ends with exit 0 and no process left',
     async (t) => {
-      const early = await prepareTestPbx(asterisk)
-      t.teardown(() => early.remove())
-      const { proc: run, output, waitFor } = startRun(t, early)
+      const { proc: run, output, waitFor } = await startFreshRun(t)
       await waitFor(/Asterisk started/)
       const kids = descendants(run.pid!)
       run.kill('SIGTERM')
@@ -326,13 +330,11 @@ else {
     t.teardown(() => new Promise((r) => silent.close(r)))
     silent.on('connection', (socket) => t.teardown(() => void socket.destroy()))
     const caPort = (silent.address() as AddressInfo).port
-    const ordering = await prepareTestPbx(asterisk)
-    t.teardown(() => ordering.remove())
     const {
       proc: run,
       output,
       waitFor,
-    } = startRun(t, ordering, {
+    } = await startFreshRun(t, {
       TLS_MODE: 'acme',
       ACME_DIRECTORY: `https://127.0.0.1:${caPort}/dir`,
       ACME_DOMAINS: 'pbx.example.com',
@@ -350,19 +352,71 @@ else {
     t.same(stillRunning(kids), [], 'no process of run is left')
   })
 
+  t.test('a check that throws while Asterisk boots is a logged problem; run and its calls go on', async (t) => {
+    const { pbx: looping, proc: run, output, waitFor } = await startFreshRun(t)
+    await waitFor(/watching .*pjsip_endpoint\.conf for changes/)
+    // An include that is a symlink loop: reading it fails with ELOOP, so the check itself throws.
+    const loop = join(looping.dir, 'loop.conf')
+    symlinkSync(loop, loop)
+    const file = join(looping.etc, 'pjsip_endpoint.conf')
+    const original = readFileSync(file, 'utf8')
+    writeFileSync(file, `${original}\n#include ${loop}\n`)
+    await waitFor(/PrivateDial ready/)
+    await waitFor(/checking the config after a change to pjsip_endpoint\.conf failed: .*ELOOP/)
+    await waitFor(/not reloading after a change to pjsip_endpoint\.conf: Asterisk keeps its current configuration/)
+    t.equal(run.exitCode, null, 'run is still running')
+    t.equal(await registerAt(looping, 'alice', USERS.alice.password), 200, 'alice still registers')
+    t.match(
+      execFileSync('ps', ['-o', 'args=', '-p', String(run.pid)], { encoding: 'utf8' }),
+      /^privatedial run/,
+      'ps shows what the process is',
+    )
+    const from = output().length
+    writeFileSync(file, original)
+    await waitFor(/reloaded after a change to pjsip_endpoint\.conf/, from)
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
+  })
+
+  t.test('a service that cannot start is logged and the PBX runs on without it', async (t) => {
+    const taken = createServer(() => {})
+    await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r))
+    t.teardown(() => new Promise((r) => taken.close(r)))
+    const {
+      pbx: busy,
+      proc: run,
+      output,
+      waitFor,
+    } = await startFreshRun(t, {
+      WEBSMS_PORT: String((taken.address() as AddressInfo).port),
+    })
+    await waitFor(/PrivateDial ready/)
+    t.match(output(), /ERROR websms: could not start; the PBX runs on without it: .*EADDRINUSE/)
+    t.equal(await registerAt(busy, 'alice', USERS.alice.password), 200, 'phones register')
+    run.kill('SIGTERM')
+    t.equal((await run).exitCode, 0)
+  })
+
   t.test('on a host where the IPv6 transports cannot bind, Asterisk runs on IPv4 and says why once', async (t) => {
     // A unique local address no interface here has: its bind fails as [::] does without IPv6.
     const absent = 'fd00:dead:beef::1'
-    const v4only = await prepareTestPbx(asterisk, {
-      edit: {
-        'pjsip_transport.conf': (doc) => {
-          setValue(doc, 't_wan6', 'bind', `[${absent}]:5060`)
-          setValue(doc, 'tls6', 'bind', `[${absent}]:5061`)
+    const {
+      pbx: v4only,
+      proc: run,
+      output,
+      waitFor,
+    } = await startFreshRun(
+      t,
+      {},
+      {
+        edit: {
+          'pjsip_transport.conf': (doc) => {
+            setValue(doc, 't_wan6', 'bind', `[${absent}]:5060`)
+            setValue(doc, 'tls6', 'bind', `[${absent}]:5061`)
+          },
         },
       },
-    })
-    t.teardown(() => v4only.remove())
-    const { proc: run, output, waitFor } = startRun(t, v4only)
+    )
     await waitFor(/PrivateDial ready/)
     t.match(
       output(),
@@ -371,13 +425,7 @@ else {
     const h = await execa(process.execPath, [cli, 'health'], { env: runEnv(v4only), extendEnv: false, reject: false })
     t.equal(h.exitCode, 0, h.stdout)
     t.match(h.stdout, /^healthy: Asterisk answers; transports up: .*udp.*; IPv6 is not available on this host/m)
-    const r = await runSipp(sipp.bin, {
-      scenario: 'uac-register.xml',
-      target: `127.0.0.1:${v4only.sipPort}`,
-      port: await freePort(),
-      auth: { user: 'alice', password: USERS.alice.password },
-    })
-    t.equal(finalResponses(r, 'REGISTER').at(-1), 200, 'phones register over IPv4')
+    t.equal(await registerAt(v4only, 'alice', USERS.alice.password), 200, 'phones register over IPv4')
     run.kill('SIGTERM')
     t.equal((await run).exitCode, 0)
   })

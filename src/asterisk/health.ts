@@ -1,5 +1,6 @@
 // `privatedial health`: healthy when Asterisk answers its remote console and every transport the
 // config defines is up (a transport whose bind failed is missing from `pjsip show transports`).
+import { errorMessage } from '../base/errors.ts'
 import { rx, type AsteriskTarget } from './process.ts'
 import { sections, templateResolver, type ConfDoc } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
@@ -14,9 +15,12 @@ export function definedTransports(docs: ConfDoc[]): string[] {
     .map((s) => s.name)
 }
 
-/** Transport names from `pjsip show transports` output (lines `Transport:  <name>  <type> ...`). */
+/**
+ * Transport names from `pjsip show transports` output (lines `Transport:  <name>  <type> ...`); the
+ * column header has the same shape with `<TransportId...>` where a name stands.
+ */
 export function listedTransports(output: string): string[] {
-  return [...output.matchAll(/^Transport:\s+(\S+)\s+(?!<)/gm)].map((m) => m[1]!)
+  return [...output.matchAll(/^Transport:\s+([^<\s]\S*)\s/gm)].map((m) => m[1]!)
 }
 
 export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: string }> {
@@ -24,7 +28,7 @@ export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: 
   try {
     out = await rx(t, 'pjsip show transports', 5000)
   } catch (err) {
-    return { ok: false, detail: (err as Error).message }
+    return { ok: false, detail: errorMessage(err) }
   }
   const tree = await readConfTree(t.confDir, 'pjsip.conf')
   const want = definedTransports(tree.docs)

@@ -4,6 +4,7 @@
 // node:child_process, not execa (which the tests use): run is resident for the container's life
 // and execa alone added ~130 ms to its start and ~17 MB to its memory (bench/supervise.ts), for
 // two calls that need nothing beyond spawn and execFile.
+import { errorMessage, ProcessError } from '../base/errors.ts'
 import { execFile, spawn } from 'node:child_process'
 import { accessSync, constants, statSync } from 'node:fs'
 import { createInterface } from 'node:readline'
@@ -46,22 +47,13 @@ export function notExecutable(bin: string, path = process.env.PATH ?? ''): strin
     : `\`${bin}\` is in no directory of PATH (${dirs.join(delimiter) || 'empty'})`
 }
 
-export class RemoteConsoleError extends Error {
-  readonly command: string
-  constructor(command: string, detail: string) {
-    super(`asterisk -rx "${command}": ${detail}`)
-    this.name = 'RemoteConsoleError'
-    this.command = command
-  }
-}
-
 /** Run one CLI command in the running Asterisk and return its output. */
-export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000): Promise<string> {
+export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       t.bin,
       [...confArgs(t), '-rx', command],
-      { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 },
+      { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20, ...(signal ? { signal } : {}) },
       (err, stdout, stderr) => {
         // Asterisk's remote console exits 0 even when it could not connect; its message says so.
         if (err || /Unable to connect to remote asterisk/.test(stdout)) {
@@ -69,7 +61,13 @@ export function rx(t: AsteriskTarget, command: string, timeoutMs = 10_000): Prom
           const detail = timedOut
             ? `no answer within ${timeoutMs} ms`
             : (stdout || stderr).trim() || err?.message || 'failed'
-          reject(new RemoteConsoleError(command, detail))
+          reject(
+            new ProcessError(`asterisk -rx "${command}"`, detail, {
+              code: typeof err?.code === 'number' ? err.code : undefined,
+              signal: err?.signal,
+              stderr,
+            }),
+          )
         } else resolve(stdout)
       },
     )
@@ -118,17 +116,18 @@ export function spawnAsterisk(
 
 /**
  * Resolves once Asterisk says it is fully booted. Until its control socket exists the remote
- * console can't connect, so connecting is retried; `alive` ends the wait if Asterisk exits first.
+ * console can't connect, so connecting is retried. `gone` (Asterisk exited) ends the wait and the
+ * remote console in flight: once this settles, no process of it is left.
  */
-export async function waitFullyBooted(t: AsteriskTarget, alive: () => boolean, timeoutMs = 60_000): Promise<void> {
+export async function waitFullyBooted(t: AsteriskTarget, gone: AbortSignal, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last = ''
-  while (alive()) {
+  while (!gone.aborted) {
     try {
-      await rx(t, 'core waitfullybooted', Math.max(1000, deadline - Date.now()))
+      await rx(t, 'core waitfullybooted', Math.max(1000, deadline - Date.now()), gone)
       return
     } catch (err) {
-      last = (err as Error).message
+      last = errorMessage(err)
     }
     if (Date.now() > deadline) throw new Error(`Asterisk did not finish booting within ${timeoutMs} ms: ${last}`)
     await new Promise((r) => setTimeout(r, 100))

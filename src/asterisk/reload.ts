@@ -1,4 +1,5 @@
 // What to reload in Asterisk for a changed config file, and doing it only when the file is good.
+import { errorMessage } from '../base/errors.ts'
 import { basename } from 'node:path'
 import type { Logger } from '../base/log.ts'
 
@@ -19,9 +20,10 @@ const BY_FILE: Record<string, string> = {
   'logger.conf': 'logger reload',
 }
 
-/** Distinct commands for a burst of changed files, in a stable order. */
+/** Distinct commands for a burst of changed files, in a stable order; a core reload covers all. */
 export function reloadCommands(files: string[]): string[] {
-  return [...new Set(files.map(reloadCommand))].sort()
+  const commands = [...new Set(files.map(reloadCommand))].sort()
+  return commands.includes('core reload') ? ['core reload'] : commands
 }
 
 export interface ReloadDeps {
@@ -32,27 +34,90 @@ export interface ReloadDeps {
   now?: () => number
 }
 
+/** Why Asterisk reloads and what it runs for that, e.g. a saved file or SIGHUP. */
+export interface ReloadRequest {
+  /** For the log: "after <reason>". */
+  reason: string
+  commands: string[]
+}
+
+export function requestFor(files: string[]): ReloadRequest {
+  return { reason: `a change to ${files.map((f) => basename(f)).join(', ')}`, commands: reloadCommands(files) }
+}
+
 /** Check, then reload; a broken file leaves Asterisk on the config it has. Returns whether it reloaded. */
 export async function reloadChanged(files: string[], deps: ReloadDeps): Promise<boolean> {
+  return reload(requestFor(files), deps)
+}
+
+export async function reload(req: ReloadRequest, deps: ReloadDeps): Promise<boolean> {
   const now = deps.now ?? Date.now
-  const names = files.map((f) => basename(f)).join(', ')
-  const problems = await deps.check()
+  let problems: string[]
+  try {
+    problems = await deps.check()
+  } catch (err) {
+    // A symlink loop or an unreadable include makes the check itself fail: that is a problem
+    // with the files like any other, never a reason to end the PBX.
+    problems = [`checking the config after ${req.reason} failed: ${errorMessage(err)}`]
+  }
   if (problems.length) {
     for (const p of problems) deps.log.error(p)
     deps.log.error(
-      `not reloading after the change to ${names}: Asterisk keeps its current configuration until the file is fixed`,
+      `not reloading after ${req.reason}: Asterisk keeps its current configuration until the file is fixed`,
     )
     return false
   }
-  for (const command of reloadCommands(files)) {
+  for (const command of req.commands) {
     const t0 = now()
     try {
       await deps.rx(command)
-      deps.log.info(`reloaded after a change to ${names}`, { command, ms: now() - t0 })
+      deps.log.info(`reloaded after ${req.reason}`, { command, ms: now() - t0 })
     } catch (err) {
-      deps.log.error(`reload after a change to ${names} failed: ${(err as Error).message}`, { command })
+      deps.log.error(`reload after ${req.reason} failed: ${errorMessage(err)}`, { command })
       return false
     }
   }
   return true
+}
+
+export interface Reloader {
+  /** Reload now, after the one in progress, or once Asterisk is up; never rejects. */
+  request(req: ReloadRequest): Promise<void>
+  /** Asterisk is up: what waited for it runs now. */
+  ready(): void
+}
+
+/**
+ * One reload at a time, whoever asks (a saved file, SIGHUP). While Asterisk boots its remote
+ * console is not up and it may or may not have read the file yet: the request waits for ready().
+ */
+export function reloader(deps: ReloadDeps & { state: () => 'down' | 'booting' | 'up' }): Reloader {
+  let chain: Promise<unknown> = Promise.resolve()
+  const waiting: ReloadRequest[] = []
+  const queue = (req: ReloadRequest) => {
+    chain = chain.then(() => reload(req, deps))
+    return chain.then(() => undefined)
+  }
+  return {
+    request(req) {
+      const state = deps.state()
+      if (state === 'down') {
+        deps.log.info(`Asterisk is not running; it reads the files when it starts (${req.reason})`)
+        return Promise.resolve()
+      }
+      if (state === 'booting') {
+        deps.log.info(`Asterisk is still booting; reloading after ${req.reason} once it is up`)
+        waiting.push(req)
+        return Promise.resolve()
+      }
+      return queue(req)
+    },
+    ready() {
+      if (!waiting.length) return
+      const reasons = waiting.map((r) => r.reason)
+      const commands = [...new Set(waiting.flatMap((r) => r.commands))].sort()
+      waiting.length = 0
+      void queue({ reason: reasons.join(' and '), commands })
+    },
+  }
 }

@@ -1,5 +1,6 @@
 // When to restart a crashed Asterisk, and when to give up so the orchestrator sees the failure.
 // Pure: the supervisor feeds it crash times and uptime.
+import { doublingDelay } from '../base/backoff.ts'
 
 export interface RestartPolicy {
   firstDelayMs: number
@@ -46,6 +47,6 @@ export function onCrash(
       history: next,
     }
   }
-  const delayMs = Math.min(policy.maxDelayMs, policy.firstDelayMs * 2 ** Math.max(0, streak - 1))
+  const delayMs = doublingDelay(streak, policy.firstDelayMs, policy.maxDelayMs)
   return { action: 'restart', delayMs, history: next }
 }

@@ -1,13 +1,17 @@
 // Keeps Asterisk running: restarts it after a crash with backoff, gives up on a crash loop, and
 // stops it gracefully on request (drain, then hard stop after a deadline, then kill).
 import type { Child, Exit } from './process.ts'
+import { EXIT, exitCodeOf } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import { DEFAULT_POLICY, onCrash, type CrashHistory, type RestartPolicy } from './restart-policy.ts'
 
 export interface SuperviseDeps {
   start(): Child
-  /** Resolves when the child is fully booted; rejects if it can't tell. `alive` is false once it exited. */
-  waitReady(child: Child, alive: () => boolean): Promise<void>
+  /**
+   * Resolves when the child is fully booted; rejects if it can't tell. `gone` is aborted once the
+   * child exited: the wait then ends, leaving no process of its own behind.
+   */
+  waitReady(child: Child, gone: AbortSignal): Promise<void>
   /** Refuse new calls and let calls in progress finish (`core stop gracefully`). */
   drain(): Promise<void>
   /** Stop at once, hanging up calls (`core stop now`). */
@@ -95,10 +99,10 @@ export function supervise(deps: SuperviseDeps): Supervisor {
       child = c
       booted = false
       log.info('Asterisk started', { pid: c.pid })
-      let alive = true
-      void c.exited.then(() => (alive = false))
-      deps
-        .waitReady(c, () => alive)
+      const gone = new AbortController()
+      void c.exited.then(() => gone.abort())
+      const booting = deps
+        .waitReady(c, gone.signal)
         .then(() => {
           const bootMs = now() - startedAt
           log.info(`Asterisk fully booted in ${bootMs} ms`, { pid: c.pid })
@@ -107,19 +111,21 @@ export function supervise(deps: SuperviseDeps): Supervisor {
           // Booted while being stopped: the PBX is not ready for anything.
           if (!stopping) deps.onReady?.(c, bootMs)
         })
-        .catch((err: Error) => alive && log.warn(`could not confirm Asterisk booted: ${err.message}`))
+        .catch((err: Error) => gone.signal.aborted || log.warn(`could not confirm Asterisk booted: ${err.message}`))
       const first = await Promise.race([c.exited, stopRequested.then(() => 'stop' as const)])
       if (first === 'stop') {
         await stopping
+        await booting
         return 0
       }
+      await booting
       child = undefined
       const uptime = now() - startedAt
       const d = onCrash(history, now(), uptime, policy)
       history = d.history
       if (d.action === 'give-up') {
         log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; giving up: ${d.reason}`)
-        return first.code || 1
+        return exitCodeOf(first) || EXIT.failure
       }
       log.error(`Asterisk exited unexpectedly (${describe(first)}) after ${uptime} ms; restarting in ${d.delayMs} ms`)
       const wait = timeout(d.delayMs)

@@ -57,10 +57,24 @@ interface AcmeClientSettings {
 }
 let acmeClientRetries: number | undefined
 
+/**
+ * acme-client's own retry settings. acme.axios and its defaults are public (its README sets a proxy
+ * there); `acmeSettings` beside them is not, so package.json pins the 5.4 series that has it and
+ * test/cert/acme.ts checks it is there. Should a later version drop it, retries stay acme-client's.
+ */
+export function acmeClientSettings(): AcmeClientSettings | undefined {
+  const settings = (acme.axios.defaults as { acmeSettings?: Partial<AcmeClientSettings> }).acmeSettings
+  return typeof settings?.retryMaxAttempts === 'number' ? (settings as AcmeClientSettings) : undefined
+}
+
 function configureTransport(opts: AcmeOptions): Agent | undefined {
-  const defaults = acme.axios.defaults as typeof acme.axios.defaults & { acmeSettings: AcmeClientSettings }
-  acmeClientRetries ??= defaults.acmeSettings.retryMaxAttempts
-  defaults.acmeSettings.retryMaxAttempts = opts.requestRetries ?? acmeClientRetries
+  const defaults = acme.axios.defaults
+  const settings = acmeClientSettings()
+  if (settings) {
+    acmeClientRetries ??= settings.retryMaxAttempts
+    settings.retryMaxAttempts = opts.requestRetries ?? acmeClientRetries
+  } else if (opts.requestRetries !== undefined)
+    opts.logger.warn("this acme-client has no retry setting; a CA's errors are retried as it decides")
   defaults.timeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
   const agent = opts.caCert ? new Agent({ ca: [...rootCertificates, opts.caCert] }) : undefined
   defaults.httpsAgent = agent

@@ -4,17 +4,43 @@ import type { CertOptions } from './keeper.ts'
 import { chooseTlsMode } from './policy.ts'
 import { ConfigError } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
-import type { Settings } from '../config/settings.ts'
+import { sections, templateResolver, type ConfDoc } from '../config/conf.ts'
+import { settingByName, valueOf, type Settings } from '../config/settings.ts'
 
-export const DEFAULT_CERT_FILE = '/etc/ssl/asterisk/cert.pem'
-export const DEFAULT_KEY_FILE = '/etc/ssl/asterisk/priv_key.pem'
+export interface TlsFiles {
+  certFile: string
+  keyFile: string
+}
+
+/**
+ * The certificate and key the TLS transport serves, as pjsip_transport.conf (after apply) names
+ * them: the spec lets users rename them there by hand, and Asterisk reads what the file says.
+ * A name the file does not give is the settings table's default.
+ */
+export function tlsFilesOf(docs: ConfDoc[]): TlsFiles {
+  const resolve = templateResolver(docs)
+  const tls = docs
+    .flatMap(sections)
+    .find(
+      (s) =>
+        !s.isTemplate &&
+        resolve(s.name, 'type').at(-1) === 'transport' &&
+        resolve(s.name, 'protocol').at(-1)?.toLowerCase() === 'tls',
+    )
+  const named = (key: string) => (tls ? resolve(tls.name, key).at(-1) : undefined)
+  return {
+    certFile: named('cert_file') || settingByName('TLS_CERT_FILE').value!,
+    keyFile: named('priv_key_file') || settingByName('TLS_KEY_FILE').value!,
+  }
+}
 
 export function certOptions(
   settings: Settings,
   logger: Logger,
+  files: TlsFiles,
   readFile = (p: string) => readFileSync(p, 'utf8'),
 ): CertOptions {
-  const v = (n: string) => settings.get(n)?.value
+  const v = (n: string) => valueOf(settings, n)
   const { mode, reason } = chooseTlsMode({
     mode: v('TLS_MODE'),
     acmeEmail: v('ACME_EMAIL'),
@@ -39,18 +65,16 @@ export function certOptions(
       ])
     }
   }
-  const certFile = v('TLS_CERT_FILE') ?? DEFAULT_CERT_FILE
   return {
     mode,
-    certFile,
-    keyFile: v('TLS_KEY_FILE') ?? DEFAULT_KEY_FILE,
+    ...files,
     hostname: v('SIP_EXTERNAL_HOST'),
     domains: v('ACME_DOMAINS')?.split(','),
     traefikFile: v('ACME_FILE'),
     acme: {
       directory: v('ACME_DIRECTORY'),
       email: v('ACME_EMAIL'),
-      httpPort: v('ACME_HTTP_PORT') ? Number(v('ACME_HTTP_PORT')) : undefined,
+      httpPort: Number(v('ACME_HTTP_PORT')),
       eab: kid && hmacKey ? { kid, hmacKey } : undefined,
       caCert,
       accountKeyFile: undefined,

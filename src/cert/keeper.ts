@@ -5,7 +5,8 @@ import { hostname as osHostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { isIP } from 'node:net'
 import { writeFileAtomic } from '../base/atomic-write.ts'
-import { ConfigError } from '../base/errors.ts'
+import { ConfigError, errorMessage } from '../base/errors.ts'
+import { settingByName } from '../config/settings.ts'
 import type { Logger } from '../base/log.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
 import {
@@ -138,7 +139,6 @@ function checkOptions(opts: CertOptions): void {
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)))
-const errorText = (err: unknown): string => asError(err).message
 
 const describeFields = (info: CertInfo) => ({
   issuer: info.issuer,
@@ -153,7 +153,7 @@ function acmeOptions(opts: CertOptions, names: string[]): AcmeOptions {
     email: a.email,
     domains: names,
     accountKeyFile: a.accountKeyFile ?? join(dirname(opts.certFile), ACCOUNT_KEY_NAME),
-    httpPort: a.httpPort ?? 80,
+    httpPort: a.httpPort ?? Number(settingByName('ACME_HTTP_PORT').value),
     httpAddress: a.httpAddress,
     eab: a.eab,
     caCert: a.caCert,
@@ -362,7 +362,7 @@ export function keepCertificateFresh(
     } catch (err) {
       failures++
       const delay = backoffDelay(failures, opts.random ?? Math.random, opts.backoff ?? DEFAULT_BACKOFF)
-      log.error('certificate check failed', { error: errorText(err), failures, retry_in: formatDuration(delay) })
+      log.error('certificate check failed', { error: errorMessage(err), failures, retry_in: formatDuration(delay) })
       schedule(new Date(now().getTime() + delay))
       return
     }
@@ -371,7 +371,7 @@ export function keepCertificateFresh(
       try {
         await onChange(r)
       } catch (err) {
-        log.error('new certificate written, but applying it failed', { error: errorText(err) })
+        log.error('new certificate written, but applying it failed', { error: errorMessage(err) })
       }
     }
     schedule(r.nextCheck)
@@ -399,10 +399,12 @@ export function keepCertificateFresh(
   // Only Traefik mode loads the watcher (chokidar) here.
   const file = opts.mode === 'traefik' ? opts.traefikFile : undefined
   const watch = file
-    ? import('./traefik.ts').then(({ watchFileContent }) =>
-        watchFileContent(file, () => void checkNow('acme.json changed'), {
-          logger: log,
-          ...(fresh.debounceMs === undefined ? {} : { debounceMs: fresh.debounceMs }),
+    ? import('../base/watch.ts').then(({ watchFiles }) =>
+        watchFiles({
+          files: [file],
+          log,
+          debounceMs: fresh.debounceMs ?? 500,
+          onChange: () => checkNow('acme.json changed'),
         }),
       )
     : undefined

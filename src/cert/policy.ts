@@ -1,5 +1,6 @@
 // Pure decisions about the TLS certificate: which mode, which names, when to renew, how long to wait
 // after a failure. No clock, disk or network here: callers pass `now` and a random source.
+import { doublingDelay } from '../base/backoff.ts'
 import { isIPv4, isIPv6 } from 'node:net'
 import { domainToASCII } from 'node:url'
 import { ConfigError } from '../base/errors.ts'
@@ -173,8 +174,7 @@ export const DEFAULT_BACKOFF: BackoffPolicy = { firstMs: 60_000, maxMs: 6 * HOUR
  * up to `maxMs`, then drawn from the upper half so that retries of many servers spread out.
  */
 export function backoffDelay(failures: number, random: () => number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {
-  const exponent = Math.min(Math.max(failures, 1) - 1, 30) // 2**30 minutes is past any cap; keeps the number finite
-  const ceiling = Math.min(policy.firstMs * 2 ** exponent, policy.maxMs)
+  const ceiling = doublingDelay(failures, policy.firstMs, policy.maxMs)
   return Math.round(ceiling / 2 + (ceiling / 2) * random())
 }
 

@@ -1,11 +1,7 @@
 // Using the certificate a Traefik in front of us already has: read it from Traefik's acme.json and
 // follow the file as Traefik renews.
-import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
-import { watch } from 'chokidar'
-import { wrap } from '../base/errors.ts'
-import type { Logger } from '../base/log.ts'
+import { errorMessage, wrap } from '../base/errors.ts'
 import { describeCertificate, keyMatchesCertificate, type CertInfo } from './info.ts'
 import { missingNames } from './policy.ts'
 import type { KeyAndCert } from './selfsigned.ts'
@@ -116,7 +112,7 @@ export function findTraefikCertificate(doc: unknown, wanted: readonly string[]):
         found = { cert, key, declared, info, ...(e.resolver === undefined ? {} : { resolver: e.resolver }) }
       }
     } catch (err) {
-      problems.push(`${e.where} (${declared.join(', ')}): ${err instanceof Error ? err.message : String(err)}`)
+      problems.push(`${e.where} (${declared.join(', ')}): ${errorMessage(err)}`)
     }
   }
   return { ...(found ? { found } : {}), layout, problems }
@@ -131,58 +127,4 @@ export async function readTraefikCertificate(file: string, wanted: readonly stri
     throw wrap(`reading Traefik's certificate store ${file}`, err)
   }
   return findTraefikCertificate(doc, wanted)
-}
-
-export interface FileWatch {
-  /** Resolves once the watch is in place. */
-  ready: Promise<void>
-  close(): Promise<void>
-}
-
-/**
- * Call `onChange` when the file's content changed. Watches the directory, because Traefik and editors
- * replace files by rename; waits `debounceMs` after the last event so a burst of writes is read once,
- * when complete; and compares content, so a touch or a rewrite with the same bytes is no change.
- */
-export function watchFileContent(
-  file: string,
-  onChange: () => void,
-  opts: { logger: Logger; debounceMs?: number },
-): FileWatch {
-  const path = resolve(file)
-  const dir = dirname(path)
-  const digest = (data: Buffer | undefined) => (data ? createHash('sha256').update(data).digest('hex') : 'absent')
-  const read = () => readFile(path).then(digest, () => digest(undefined))
-  let last: Promise<string> = read()
-  let timer: NodeJS.Timeout | undefined
-  const watcher = watch(dir, { depth: 0, ignoreInitial: true, ignored: (p: string) => p !== dir && p !== path })
-  const settled = () => {
-    timer = undefined
-    const before = last
-    last = read()
-    void Promise.all([before, last]).then(([a, b]) => {
-      if (a === b) {
-        opts.logger.debug('watched file touched, content unchanged', { file: path })
-        return
-      }
-      opts.logger.info('watched file changed', { file: path })
-      onChange()
-    })
-  }
-  watcher.on('all', (event, p) => {
-    if (p !== path) return
-    opts.logger.debug('watched file event', { file: path, event })
-    clearTimeout(timer)
-    timer = setTimeout(settled, opts.debounceMs ?? 500)
-  })
-  watcher.on('error', (err) =>
-    opts.logger.warn('watching file failed', { file: path, error: err instanceof Error ? err.message : String(err) }),
-  )
-  return {
-    ready: new Promise((res) => watcher.once('ready', () => res())),
-    async close() {
-      clearTimeout(timer)
-      await watcher.close()
-    },
-  }
 }

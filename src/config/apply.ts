@@ -3,9 +3,10 @@
 import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
 import { readConf } from './files.ts'
 import { writeFileAtomic } from '../base/atomic-write.ts'
+import { joinHostPort, splitHostPort } from '../base/host-port.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
-import { MASK, type Settings } from './settings.ts'
+import { FAMILIES, MASK, SETTINGS, type Settings, type Write } from './settings.ts'
 import type { Logger } from '../base/log.ts'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
@@ -21,24 +22,15 @@ export interface Edit {
 }
 
 const TRANSPORT = 'pjsip_transport.conf'
-
-/** Asterisk binds one address family per transport: pjsip_transport.conf has a set for each. */
-export const FAMILIES = [
-  { family: 4, template: 't_wan', tcp: 'tcp', tls: 'tls', any: '0.0.0.0' },
-  { family: 6, template: 't_wan6', tcp: 'tcp6', tls: 'tls6', any: '[::]' },
-] as const
 const MINIVM = 'minivm.conf'
 
 /** `0.0.0.0:5060`, `[::]:5060` or a bare address, with its port replaced. */
 export function withPort(bind: string, port: string): string {
-  const bracketed = /^(\[[^\]]*\])(?::\d*)?$/.exec(bind)
-  if (bracketed) return `${bracketed[1]}:${port}`
-  if ((bind.match(/:/g) ?? []).length > 1) return `[${bind}]:${port}`
-  return `${bind.split(':')[0] || '0.0.0.0'}:${port}`
+  return joinHostPort(splitHostPort(bind)?.host || '0.0.0.0', port)
 }
 
 export function portOf(bind: string | undefined): string | undefined {
-  return bind ? /:(\d+)$/.exec(bind)?.[1] : undefined
+  return bind ? splitHostPort(bind)?.port : undefined
 }
 
 const SECURITY_FLAG: Record<string, string> = { starttls: 'starttls', tls: 'tls', none: 'smtp' }
@@ -66,7 +58,8 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   const get = (n: string) => settings.get(n)?.value
   const security = get('SMTP_SECURITY')
   if (security) flags.set('-P', SECURITY_FLAG[security]!)
-  const [oldHost, oldPort] = splitHostPort(flags.get('-H') ?? '')
+  const old = splitHostPort(flags.get('-H') ?? '')
+  const [oldHost, oldPort] = [old?.host ?? '', old?.port]
   const host = get('SMTP_HOST') ?? oldHost
   const port =
     get('SMTP_PORT') ??
@@ -74,7 +67,7 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
     DEFAULT_SMTP_PORT[flags.get('-P') ?? 'starttls']
   if (get('SMTP_HOST') || get('SMTP_PORT')) {
     if (!host) return { problem: `SMTP_PORT is set but there is no mail server host: set SMTP_HOST too` }
-    flags.set('-H', `${host.includes(':') ? `[${host}]` : host}:${port}`)
+    flags.set('-H', joinHostPort(host, port!))
   }
   if (get('SMTP_USER')) flags.set('-u', get('SMTP_USER')!)
   if (get('SMTP_FROM')) flags.set('-f', get('SMTP_FROM')!)
@@ -84,50 +77,62 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   return quoteMailcmd(argv)
 }
 
-function splitHostPort(hp: string): [string, string | undefined] {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(hp) ?? /^([^:]*)(?::(\d+))?$/.exec(hp)
-  return m ? [m[1]!, m[2]] : [hp, undefined]
+/** The part of a value (a list, comma separated) a Write of one address family takes: maybe none. */
+function ofFamily(w: Write, value: string): string | undefined {
+  if (!w.family) return value
+  const mine = value.split(',').filter((v) => (isIP(v.split('/')[0]!) || 4) === w.family)
+  return mine.length ? mine.join(',') : undefined
 }
 
-/** Which file/section/key each set variable owns. Unset variables own nothing: the file keeps what the user wrote. */
+/** How a Write's `as` turns the variable's value into the key's values (see Write in settings.ts). */
+function editFor(w: Write, value: string, settings: Settings): Edit['values'] {
+  switch (w.as) {
+    case 'list':
+      return () => value.split(',')
+    case 'port':
+      return (cur) => [
+        withPort(
+          cur.at(-1) ?? FAMILIES.find((f) => f.template === w.section || f.tls === w.section)?.any ?? '0.0.0.0',
+          value,
+        ),
+      ]
+    case 'mailcmd':
+      return (cur) => {
+        const r = editMailcmd(cur.at(-1), settings)
+        return typeof r === 'string' ? [r] : r
+      }
+    default:
+      return () => [value]
+  }
+}
+
+/**
+ * Which file/section/key each set variable owns, from the settings table. Unset variables own
+ * nothing: the file keeps what the user wrote. Variables sharing a key (the SMTP_* flags in one
+ * mailcmd) make one edit.
+ */
 export function planEdits(settings: Settings): Edit[] {
-  const edits: Edit[] = []
-  const v = (n: string) => settings.get(n)?.value
-  const set = (from: string[], file: string, section: string, key: string, values: Edit['values']) => {
-    if (from.some((n) => settings.has(n)))
-      edits.push({ file, section, key, from: from.filter((n) => settings.has(n)), values })
-  }
-  // Each setting reaches both address families' transports (FAMILIES), NAT ones only the family
-  // their value belongs to: a name goes to IPv4, whose address Docker and most hosts NAT, as one
-  // with no IPv6 address would keep the IPv6 transports from starting.
-  for (const f of FAMILIES) {
-    const external = v('SIP_EXTERNAL_HOST')
-    if (external && (isIP(external) || 4) === f.family) {
-      set(['SIP_EXTERNAL_HOST'], TRANSPORT, f.template, 'external_signaling_address', () => [external])
-      set(['SIP_EXTERNAL_HOST'], TRANSPORT, f.template, 'external_media_address', () => [external])
+  const edits = new Map<string, Edit>()
+  for (const s of SETTINGS) {
+    const v = settings.get(s.name)
+    if (!v) continue
+    for (const w of s.writes ?? []) {
+      const value = ofFamily(w, v.value)
+      if (value === undefined) continue
+      const id = `${w.file}\0${w.section}\0${w.key}`
+      const known = edits.get(id)
+      if (known) known.from.push(s.name)
+      else
+        edits.set(id, {
+          file: w.file,
+          section: w.section,
+          key: w.key,
+          from: [s.name],
+          values: editFor(w, value, settings),
+        })
     }
-    const nets = v('SIP_LOCAL_NET')
-      ?.split(',')
-      .filter((n) => isIP(n.split('/')[0]!) === f.family)
-    if (nets?.length) set(['SIP_LOCAL_NET'], TRANSPORT, f.template, 'local_net', () => nets)
-    set(['SIP_DOMAIN'], TRANSPORT, f.template, 'domain', () => [v('SIP_DOMAIN')!])
-    set(['SIP_PORT'], TRANSPORT, f.template, 'bind', (cur) => [withPort(cur.at(-1) ?? f.any, v('SIP_PORT')!)])
-    set(['SIP_TLS_PORT'], TRANSPORT, f.tls, 'bind', (cur) => [withPort(cur.at(-1) ?? f.any, v('SIP_TLS_PORT')!)])
-    set(['TLS_CERT_FILE'], TRANSPORT, f.tls, 'cert_file', () => [v('TLS_CERT_FILE')!])
-    set(['TLS_KEY_FILE'], TRANSPORT, f.tls, 'priv_key_file', () => [v('TLS_KEY_FILE')!])
   }
-  set(['RTP_PORT_MIN'], 'rtp.conf', 'general', 'rtpstart', () => [v('RTP_PORT_MIN')!])
-  set(['RTP_PORT_MAX'], 'rtp.conf', 'general', 'rtpend', () => [v('RTP_PORT_MAX')!])
-  set(['COUNTRY_CODE'], 'extensions_local.conf', 'globals', 'CONTRY_CODE', () => [v('COUNTRY_CODE')!])
-  for (const name of ['EMERGENCY_NUMBERS', 'EMERGENCY_TRUNK'])
-    set([name], 'extensions_local.conf', 'globals', name, () => [v(name)!])
-  const smtp = ['SMTP_HOST', 'SMTP_PORT', 'SMTP_SECURITY', 'SMTP_USER', 'SMTP_PASSWORD', 'SMTP_FROM']
-  set(smtp, MINIVM, 'general', 'mailcmd', (cur) => {
-    const r = editMailcmd(cur.at(-1), settings)
-    return typeof r === 'string' ? [r] : r
-  })
-  set(['SMTP_FROM'], MINIVM, 'general', 'emailaddress', () => [v('SMTP_FROM')!])
-  return edits
+  return [...edits.values()]
 }
 
 export interface Change {

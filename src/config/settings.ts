@@ -1,5 +1,6 @@
 // The environment variables PrivateDial reads: one table drives parsing, validation, `--help`, the
 // README table (checked by test/readme.ts) and what `apply` writes (apply.ts).
+import { mustBe } from '../base/errors.ts'
 import { isIP } from 'node:net'
 
 export type Group = 'SIP' | 'Media' | 'Dial plan' | 'Voicemail mail' | 'TLS' | 'Runtime' | 'WebSMS'
@@ -10,6 +11,11 @@ export interface Setting {
   doc: string
   /** Shown in docs; where it is a file's value, the file keeps what the user wrote while unset. */
   default: string
+  /**
+   * The value the code uses while the variable is unset, where that is not the file's own value:
+   * typed here once and read through valueOf, never again at the point of use.
+   */
+  value?: string
   /** Human description of what is allowed, used in error messages. */
   allowed: string
   /** Returns the normalised value, or a reason it is not allowed. */
@@ -18,8 +24,35 @@ export interface Setting {
   secret?: boolean
   /** Older names still accepted (the seed spells COUNTRY_CODE as CONTRY_CODE). */
   aliases?: string[]
-  /** Where `apply` writes it, for docs; apply.ts holds the edit itself. */
-  writes?: string
+  /** Where `apply` writes it while set: the table is the one source for apply's plan and the docs. */
+  writes?: Write[]
+  /** What the README says it writes, where that is not a file/section/key (SMTP_PASSWORD). */
+  writesNote?: string
+}
+
+/**
+ * One key a variable owns while it is set. `as` says how the value becomes the key's values (apply.ts
+ * holds those edits): `value` as is (the default), `list` one line per item, `port` the port of an
+ * address:port bind, `mailcmd` the minivm-send flag `flag` within minivm.conf's mailcmd.
+ */
+export interface Write {
+  file: string
+  section: string
+  key: string
+  as?: 'value' | 'list' | 'port' | 'mailcmd'
+  flag?: string
+  /**
+   * Only the value, or list items, of this address family (a host name counts as IPv4): NAT is per
+   * family, and pjsip_transport.conf has a template for each. Nothing of it: the key is left alone.
+   */
+  family?: 4 | 6
+}
+
+/** A Write as the README's "written to" column says it. */
+export function describeWrite(w: Write): string {
+  const what = w.as === 'list' ? ' (one line each)' : w.as === 'port' ? ' port' : w.flag ? ` ${w.flag}` : ''
+  const family = w.family === 6 ? ' (IPv6 ones)' : w.family === 4 ? ' (IPv4 ones and names)' : ''
+  return `${w.file} [${w.section}] ${w.key}${what}${family}`
 }
 
 type Parse = Setting['parse']
@@ -133,6 +166,29 @@ const numberList: Parse = (raw) => {
 
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
 
+const TRANSPORT = 'pjsip_transport.conf'
+
+/**
+ * Asterisk binds one address family per transport: pjsip_transport.conf has [t_wan] with udp, tcp
+ * and tls for IPv4, and [t_wan6] with udp6, tcp6 and tls6 for IPv6.
+ */
+export const FAMILIES = [
+  { family: 4, template: 't_wan', tcp: 'tcp', tls: 'tls', any: '0.0.0.0' },
+  { family: 6, template: 't_wan6', tcp: 'tcp6', tls: 'tls6', any: '[::]' },
+] as const
+const IPV6_SECTION: Record<string, string> = { t_wan: 't_wan6', tls: 'tls6' }
+/** A write to an IPv4 section and to its IPv6 twin. */
+const bothFamilies = (w: Write): Write[] => [w, { ...w, section: IPV6_SECTION[w.section]! }]
+/** The same, each family taking only its own values: NAT is per family. */
+const perFamily = (w: Write): Write[] => bothFamilies(w).map((x, i) => ({ ...x, family: i ? 6 : 4 }))
+const mailcmd = (flag: string): Write => ({
+  file: 'minivm.conf',
+  section: 'general',
+  key: 'mailcmd',
+  as: 'mailcmd',
+  flag,
+})
+
 export const SETTINGS: readonly Setting[] = [
   {
     name: 'SIP_DOMAIN',
@@ -141,7 +197,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name',
     parse: hostname,
-    writes: 'pjsip_transport.conf [t_wan] and [t_wan6] domain',
+    writes: bothFamilies({ file: TRANSPORT, section: 't_wan', key: 'domain' }),
   },
   {
     name: 'SIP_EXTERNAL_HOST',
@@ -150,8 +206,10 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name or IP address',
     parse: host,
-    writes:
-      'pjsip_transport.conf external_signaling_address, external_media_address: of [t_wan6] for an IPv6 address, else of [t_wan]',
+    writes: [
+      ...perFamily({ file: TRANSPORT, section: 't_wan', key: 'external_signaling_address' }),
+      ...perFamily({ file: TRANSPORT, section: 't_wan', key: 'external_media_address' }),
+    ],
   },
   {
     name: 'SIP_LOCAL_NET',
@@ -160,7 +218,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8',
     parse: cidrList,
-    writes: 'pjsip_transport.conf local_net (one line each): IPv4 networks in [t_wan], IPv6 ones in [t_wan6]',
+    writes: perFamily({ file: TRANSPORT, section: 't_wan', key: 'local_net', as: 'list' }),
   },
   {
     name: 'SIP_PORT',
@@ -169,7 +227,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5060',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [t_wan] and [t_wan6] bind port',
+    writes: bothFamilies({ file: TRANSPORT, section: 't_wan', key: 'bind', as: 'port' }),
   },
   {
     name: 'SIP_TLS_PORT',
@@ -178,7 +236,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5061',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'pjsip_transport.conf [tls] and [tls6] bind port',
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'bind', as: 'port' }),
   },
   {
     name: 'RTP_PORT_MIN',
@@ -187,7 +245,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '10000',
     allowed: 'a port number 1-65535, not above RTP_PORT_MAX',
     parse: port,
-    writes: 'rtp.conf [general] rtpstart',
+    writes: [{ file: 'rtp.conf', section: 'general', key: 'rtpstart' }],
   },
   {
     name: 'RTP_PORT_MAX',
@@ -196,7 +254,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '10099',
     allowed: 'a port number 1-65535, not below RTP_PORT_MIN',
     parse: port,
-    writes: 'rtp.conf [general] rtpend',
+    writes: [{ file: 'rtp.conf', section: 'general', key: 'rtpend' }],
   },
   {
     name: 'COUNTRY_CODE',
@@ -206,7 +264,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: '1 to 3 digits, without + or 00',
     parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')),
-    writes: 'extensions_local.conf [globals] CONTRY_CODE',
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'CONTRY_CODE' }],
   },
   {
     name: 'EMERGENCY_NUMBERS',
@@ -215,7 +273,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value (112,911,999,000,110)',
     allowed: 'numbers of 2 to 6 digits (not 00 and a digit 1-9), comma or space separated',
     parse: numberList,
-    writes: 'extensions_local.conf [globals] EMERGENCY_NUMBERS',
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'EMERGENCY_NUMBERS' }],
   },
   {
     name: 'EMERGENCY_TRUNK',
@@ -224,7 +282,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value (none)',
     allowed: 'an endpoint name, e.g. itsp:mydoe',
     parse: (raw) => (/^[A-Za-z0-9_.:@+-]+$/.test(raw) ? ok(raw) : bad('not an endpoint name')),
-    writes: 'extensions_local.conf [globals] EMERGENCY_TRUNK',
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'EMERGENCY_TRUNK' }],
   },
   {
     name: 'SMTP_HOST',
@@ -233,7 +291,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name or IP address',
     parse: host,
-    writes: 'minivm.conf [general] mailcmd -H',
+    writes: [mailcmd('-H')],
   },
   {
     name: 'SMTP_PORT',
@@ -242,7 +300,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'by security: 587, 465 or 25',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: 'minivm.conf [general] mailcmd -H',
+    writes: [mailcmd('-H')],
   },
   {
     name: 'SMTP_SECURITY',
@@ -251,7 +309,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'starttls, tls or none',
     parse: oneOf('starttls', 'tls', 'none'),
-    writes: 'minivm.conf [general] mailcmd -P',
+    writes: [mailcmd('-P')],
   },
   {
     name: 'SMTP_USER',
@@ -260,7 +318,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'one line of text',
     parse: text,
-    writes: 'minivm.conf [general] mailcmd -u',
+    writes: [mailcmd('-u')],
   },
   {
     name: 'SMTP_PASSWORD',
@@ -270,7 +328,8 @@ export const SETTINGS: readonly Setting[] = [
     default: 'none',
     allowed: 'one line of text',
     parse: text,
-    writes: 'nothing (removes mailcmd -p)',
+    writes: [mailcmd('-p')],
+    writesNote: 'nothing (removes mailcmd -p)',
   },
   {
     name: 'SMTP_FROM',
@@ -279,13 +338,14 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'an e-mail address',
     parse: email,
-    writes: 'minivm.conf [general] mailcmd -f, emailaddress (the From of the mails)',
+    writes: [mailcmd('-f'), { file: 'minivm.conf', section: 'general', key: 'emailaddress' }],
   },
   {
     name: 'MINIVM_SPOOL_DIR',
     group: 'Voicemail mail',
-    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes',
+    doc: 'Where minivm-send keeps voicemail e-mails the server did not accept; run retries them every 5 minutes, except those refused for good, which go to its failed/ folder',
     default: '/var/spool/asterisk/minivm-outbox',
+    value: '/var/spool/asterisk/minivm-outbox',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -294,18 +354,20 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Certificate (PEM, full chain) the TLS transport serves',
     default: '/etc/ssl/asterisk/cert.pem',
+    value: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] and [tls6] cert_file',
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'cert_file' }),
   },
   {
     name: 'TLS_KEY_FILE',
     group: 'TLS',
     doc: 'Private key (PEM) of the certificate',
     default: '/etc/ssl/asterisk/priv_key.pem',
+    value: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: 'pjsip_transport.conf [tls] and [tls6] priv_key_file',
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'priv_key_file' }),
   },
   {
     name: 'TLS_MODE',
@@ -344,6 +406,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'TLS',
     doc: 'Port of the HTTP-01 challenge listener, open only while a challenge is pending; publish host port 80 to it',
     default: '80',
+    value: '80',
     allowed: 'a port number 1-65535',
     parse: port,
   },
@@ -393,6 +456,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'WebSMS',
     doc: 'Where texts wait until delivered to phones or the ITSP; survives restarts',
     default: '/var/spool/asterisk/websms',
+    value: '/var/spool/asterisk/websms',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -401,6 +465,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Directory holding the Asterisk configuration',
     default: '/etc/asterisk',
+    value: '/etc/asterisk',
     allowed: 'an absolute path',
     parse: path,
   },
@@ -409,6 +474,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Asterisk executable',
     default: 'asterisk (on PATH)',
+    value: 'asterisk',
     allowed: 'a command name or absolute path',
     parse: (raw) => (/^[^\x00-\x1f\s]+$/.test(raw) ? ok(raw) : bad('not a command')),
   },
@@ -417,6 +483,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'Least severe log level printed',
     default: 'info',
+    value: 'info',
     allowed: 'debug, info, warn or error',
     parse: oneOf('debug', 'info', 'warn', 'error'),
   },
@@ -433,6 +500,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'On stop, how long calls in progress may go on before Asterisk is stopped hard',
     default: '8',
+    value: '8',
     allowed: 'a whole number 0-3600',
     parse: intRange(0, 3600),
   },
@@ -449,6 +517,7 @@ export const SETTINGS: readonly Setting[] = [
     group: 'Runtime',
     doc: 'User Asterisk runs as when started as root',
     default: 'asterisk',
+    value: 'asterisk',
     allowed: 'a user name',
     parse: word,
   },
@@ -517,12 +586,17 @@ export function readSettings(env: NodeJS.ProcessEnv, deps: ReadEnvDeps): { setti
     const shown = s.secret ? MASK : raw
     const r = s.parse(raw)
     if ('error' in r) {
-      problems.push(`${source} must be ${s.allowed}, got \`${shown}\` (${r.error})`)
+      problems.push(mustBe(source, s.allowed, shown, { why: r.error }))
       continue
     }
     settings.set(s.name, { value: r.ok, source, secret: !!s.secret })
   }
   return { settings, problems }
+}
+
+/** The variable's value, or the table's default for it; undefined where the file's value applies. */
+export function valueOf(settings: Settings, name: string): string | undefined {
+  return settings.get(name)?.value ?? settingByName(name).value
 }
 
 export function settingByName(name: string): Setting {
@@ -537,7 +611,7 @@ export function envTable(): string {
     const names = [s.name, ...(s.aliases ?? []).map((a) => `${a} (old name)`)]
     if (s.secret) names.push(`${s.name}_FILE`)
     const cell = (x: string) => x.replace(/\|/g, '\\|')
-    return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writes ?? 'runtime only')} |`
+    return `| ${names.map((n) => `\`${n}\``).join(', ')} | ${cell(s.doc)} | ${cell(s.default)} | ${cell(s.allowed)} | ${cell(s.writesNote ?? (s.writes?.map(describeWrite).join(', ') || 'runtime only'))} |`
   })
   return ['| variable | meaning | default | allowed | written to |', '| --- | --- | --- | --- | --- |', ...rows].join(
     '\n',

@@ -18,6 +18,7 @@
 //   Signature: headers telnyx-signature-ed25519 (base64) and telnyx-timestamp (Unix seconds) over
 //   `${timestamp}|${raw body}`, with the account's base64 Ed25519 public key (Telnyx SDK webhook
 //   helpers: developers.telnyx.com/docs/development/sdk/node/webhooks).
+import { splitHostPort } from '../base/host-port.ts'
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { BlockList, isIP } from 'node:net'
 import { parseConf, resolveValues, sections, type ConfDoc, type Section } from '../config/conf.ts'
@@ -456,10 +457,10 @@ export function websmsWiring(dialplan: ConfDoc[], pjsip: ConfDoc[]): Wiring {
   const api = global('WEBSMS_API_PORT')
   const apiPort = api === undefined ? DEFAULT_API_PORT : portOf(api, 'extensions_local.conf [globals] WEBSMS_API_PORT')
   const bind = resolveValues(pjsip, 'udp', 'bind').at(-1)?.trim() || '0.0.0.0:5060'
-  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(bind)
-  if (!m) throw new ConfigError([`pjsip_transport.conf [udp] bind must be address:port, got \`${bind}\``])
-  const host = m[1] ?? m[2]!
-  const port = m[3] === undefined ? 5060 : portOf(m[3], 'pjsip_transport.conf [udp] bind port')
+  const hp = splitHostPort(bind)
+  if (!hp?.host) throw new ConfigError([`pjsip_transport.conf [udp] bind must be address:port, got \`${bind}\``])
+  const host = hp.host
+  const port = hp.port === undefined ? 5060 : portOf(hp.port, 'pjsip_transport.conf [udp] bind port')
   // The websms endpoint is identified by 127.0.0.1, so texts go over loopback unless Asterisk
   // listens on one IPv4 address only.
   const sipHost = isIP(host) === 4 && host !== '0.0.0.0' ? host : '127.0.0.1'

@@ -4,6 +4,8 @@
 //
 // Items wait in lanes (Asterisk, each ITSP). A lane delivers oldest first, one at a time, and waits
 // while its head can't be delivered yet, so texts arrive in the order they came.
+import { errorMessage } from '../base/errors.ts'
+import { doublingDelay } from '../base/backoff.ts'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -62,7 +64,7 @@ interface Lane<T> {
 const SUFFIX = '.json'
 
 export function retryDelay(policy: LanePolicy, attempts: number): number {
-  return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, attempts - 1))
+  return doublingDelay(attempts, policy.baseMs, policy.maxMs)
 }
 
 export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
@@ -102,7 +104,7 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
     try {
       outcome = await opts.deliver(item)
     } catch (err) {
-      outcome = { retry: err instanceof Error ? err.message : String(err) }
+      outcome = { retry: errorMessage(err) }
     }
     if ('done' in outcome) return remove(lane, item)
     let reason = 'fail' in outcome ? outcome.fail : outcome.retry
@@ -129,7 +131,7 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
     try {
       await opts.giveUp(item, reason)
     } catch (err) {
-      log.error(`handling the failed item ${item.id} failed: ${(err as Error).message}`, { lane: item.lane })
+      log.error(`handling the failed item ${item.id} failed: ${errorMessage(err)}`, { lane: item.lane })
     }
     await remove(lane, item)
   }
@@ -177,7 +179,7 @@ export async function openQueue<T>(opts: QueueOptions<T>): Promise<Queue<T>> {
         throw new Error('not a queue item')
       loaded.push({ ...item, attempts: Number(item.attempts) || 0, notBefore: 0 })
     } catch (err) {
-      log.error(`queued file ${path} can't be read (${(err as Error).message}); moved aside as ${name}.bad`)
+      log.error(`queued file ${path} can't be read (${errorMessage(err)}); moved aside as ${name}.bad`)
       await rename(path, `${path}.bad`).catch(() => undefined)
     }
   }

@@ -11,7 +11,7 @@ import { stat, readFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { readConfTree } from '../config/files.ts'
-import { ConfigError, wrap } from '../base/errors.ts'
+import { ConfigError, errorMessage, wrap } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import { openSipClient, SipTimeoutError, splitText, type SipClient } from './sip-message.ts'
 import { parseWebsmsConf, websmsWiring, WEBSMS_CONF, type Itsp, type WebsmsConfig, type Wiring } from './config.ts'
@@ -219,7 +219,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
       const why =
         err instanceof SipTimeoutError
           ? `Asterisk did not answer at ${wiring.sip.host}:${wiring.sip.port}`
-          : (err as Error).message
+          : errorMessage(err)
       return { retry: why }
     }
     if (r.status < 300) {
@@ -250,7 +250,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause
       return {
-        retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+        retry: `${itsp.outbound.url.host} unreachable: ${cause?.code ?? cause?.message ?? errorMessage(err)}`,
       }
     }
     const detail = oneLine(sanitizeText(await res.text().catch(() => '')), 120)
@@ -329,7 +329,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     try {
       parts = await toPhones({ kind: 'deliver', to: text.to, from: text.from, body: text.body, index: itsp.index })
     } catch (err) {
-      log.error(`queueing a text failed: ${(err as Error).message}`, fields)
+      log.error(`queueing a text failed: ${errorMessage(err)}`, fields)
       return reply(res, 503, 'try again later')
     }
     log.info('text from the ITSP queued for phones', {
@@ -386,7 +386,7 @@ export async function startWebsms(opts: WebsmsOptions): Promise<Websms> {
     try {
       await queue.add(`itsp:${index}`, { kind: 'send', index, to, from, body })
     } catch (err) {
-      log.error(`queueing a text failed: ${(err as Error).message}`, { itsp: index })
+      log.error(`queueing a text failed: ${errorMessage(err)}`, { itsp: index })
       return reply(res, 503, 'try again later')
     }
     log.info('text from a phone queued for the ITSP', { itsp: index, to, from, bytes: Buffer.byteLength(body) })

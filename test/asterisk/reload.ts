@@ -49,3 +49,19 @@ t.test('a good change reloads and logs how long it took', async (t) => {
     /reloaded after a change to pjsip_endpoint\.conf command="module reload res_pjsip\.so" ms=42/,
   )
 })
+
+t.test('a check that throws (a symlink loop, an unreadable include) is a logged problem, not a crash', async (t) => {
+  const log = memoryLogger('reload')
+  const sent: string[] = []
+  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], {
+    check: () => Promise.reject(new Error('ELOOP: too many symbolic links encountered, open /c/loop.conf')),
+    rx: async (c) => (sent.push(c), ''),
+    log,
+  })
+  t.equal(ok, false)
+  t.same(sent, [], 'nothing reloaded')
+  t.match(
+    log.lines.join('\n'),
+    /ERROR reload: checking the config after a change to pjsip_endpoint\.conf failed: ELOOP/,
+  )
+})

@@ -5,8 +5,9 @@ import { execa } from 'execa'
 import type { Child } from '../../src/asterisk/process.ts'
 import { memoryLogger } from '../../src/base/log.ts'
 import { supervise, type SuperviseDeps } from '../../src/asterisk/supervise.ts'
+import { waitFor } from '../helpers/wait-for.ts'
 
-type Behaviour = 'crash' | 'serve' | 'stubborn' | 'booting'
+type Behaviour = 'crash' | 'segfault' | 'serve' | 'stubborn' | 'booting'
 
 /**
  * A process that exits 3 at once ('crash'), runs until SIGTERM ('serve'), ignores SIGTERM
@@ -17,6 +18,7 @@ const readyOf = new WeakMap<Child, Promise<void>>()
 function standIn(b: Behaviour): Child {
   const code = {
     crash: 'process.exit(3)',
+    segfault: "process.kill(process.pid, 'SIGSEGV')",
     serve: "process.on('SIGTERM', () => process.exit(0)); console.log('up'); setInterval(() => {}, 1000)",
     stubborn:
       "process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); console.log('up'); setInterval(() => {}, 1000)",
@@ -43,7 +45,12 @@ function deps(script: Behaviour[], extra: Partial<SuperviseDeps> = {}) {
       started.push(c)
       return c
     },
-    waitReady: (c) => readyOf.get(c)!,
+    // As the real one: settles once the child is gone, ready or not.
+    waitReady: (c, gone) =>
+      Promise.race([
+        readyOf.get(c)!,
+        new Promise<void>((_, fail) => gone.addEventListener('abort', () => fail(new Error('exited')))),
+      ]),
     drain: async () => started.at(-1)?.kill('SIGTERM'),
     stopNow: async () => started.at(-1)?.kill('SIGINT'),
     log,
@@ -74,10 +81,17 @@ t.test('a crash is restarted with a growing delay, and a crash loop ends run non
   t.match(lines, /giving up: 5 crashes within 1 minutes/)
 })
 
+t.test('a crash loop of signals ends run with 128+n, as README promises', async (t) => {
+  const { d, log } = deps(['segfault'])
+  const code = await supervise(d).done
+  t.equal(code, 128 + 11, 'SIGSEGV is signal 11')
+  t.match(log.lines.join('\n'), /exited unexpectedly \(signal SIGSEGV\)[\s\S]*giving up/)
+})
+
 t.test('after a crash the next Asterisk is supervised again', async (t) => {
   const { d, started } = deps(['crash', 'serve'])
   const s = supervise(d)
-  while (started.length < 2) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the restart', () => started.length >= 2)
   await s.stop('test')
   t.equal(await s.done, 0)
   t.notOk(alive(started[1]!.pid), 'the restarted child is gone')
@@ -87,7 +101,7 @@ t.test('stop drains, and a drained Asterisk exits 0 without force', async (t) =>
   const ready: number[] = []
   const { d, log, started } = deps(['serve'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid))
@@ -98,7 +112,7 @@ t.test('an Asterisk that ignores the drain is stopped hard, then killed; nothing
   const ready: number[] = []
   const { d, log, started } = deps(['stubborn'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid), 'no process left')
@@ -116,7 +130,7 @@ t.test('a stop while Asterisk boots signals it instead of draining, and it never
     drain: async () => void (drained = true),
   })
   const s = supervise(d)
-  while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the start', () => started.length >= 1)
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.notOk(alive(started[0]!.pid), 'no process left')
@@ -130,10 +144,9 @@ t.test('a stop while Asterisk boots signals it instead of draining, and it never
 })
 
 t.test('a stop during the restart delay ends at once', async (t) => {
-  const { d, started } = deps(['crash'], { policy: { ...fastPolicy, firstDelayMs: 60_000 } })
+  const { d, log, started } = deps(['crash'], { policy: { ...fastPolicy, firstDelayMs: 60_000, maxDelayMs: 60_000 } })
   const s = supervise(d)
-  while (started.length < 1) await new Promise((r) => setTimeout(r, 10))
-  await new Promise((r) => setTimeout(r, 100))
+  await waitFor('the crash and the restart delay', () => log.lines.some((l) => /restarting in 60000 ms/.test(l)))
   await s.stop('SIGTERM')
   t.equal(await s.done, 0)
   t.equal(started.length, 1, 'not restarted after the stop')
@@ -143,7 +156,7 @@ t.test('readiness is logged with the boot time', async (t) => {
   const ready: number[] = []
   const { d, log } = deps(['serve'], { onReady: (_c, ms) => ready.push(ms) })
   const s = supervise(d)
-  while (!ready.length) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('readiness', () => ready.length > 0)
   await s.stop('test')
   t.match(log.lines.join('\n'), /Asterisk fully booted in \d+ ms/)
 })

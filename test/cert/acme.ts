@@ -6,10 +6,17 @@ import { join } from 'node:path'
 import { memoryLogger } from '../../src/base/log.ts'
 import { ConfigError } from '../../src/base/errors.ts'
 import { describeCertificate } from '../../src/cert/info.ts'
-import { obtainAcmeCertificate, type AcmeOptions } from '../../src/cert/acme.ts'
+import { acmeClientSettings, obtainAcmeCertificate, type AcmeOptions } from '../../src/cert/acme.ts'
 import { resolveAcmeDirectory } from '../../src/cert/policy.ts'
 import { freePort, pebbleMissing, startPebble, type Pebble, type PebbleOptions } from '../helpers/pebble.ts'
 import { opensslPublicKeyOf, opensslView } from '../helpers/openssl.ts'
+
+t.test('the installed acme-client has the retry setting our CA timeouts rely on', async (t) => {
+  // Not public API: package.json pins the series that has it; an upgrade that drops it fails here.
+  const settings = acmeClientSettings()
+  t.ok(settings, 'acme.axios.defaults.acmeSettings exists')
+  t.type(settings?.retryMaxAttempts, 'number')
+})
 
 t.test('ACME_DIRECTORY: production, staging or a URL', async (t) => {
   const cases: Array<[string | undefined, string]> = [

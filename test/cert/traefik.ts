@@ -294,7 +294,7 @@ t.test('a change to acme.json is picked up and applied', async (t) => {
   // Same bytes again: seen, compared, nothing done.
   await replaceFile(opts.traefikFile!, v2({ le: [['sip.example.com', undefined, later]] }))
   await waitFor('the rewrite to be noticed', () =>
-    logger.lines.some((l) => l.includes('watched file touched, content unchanged')),
+    logger.lines.some((l) => l.includes('file event with unchanged content')),
   )
   t.equal(changes.length, 1)
 

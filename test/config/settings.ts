@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { display, MASK, readSettings, SETTINGS } from '../../src/config/settings.ts'
+import { display, MASK, readSettings, SETTINGS, valueOf } from '../../src/config/settings.ts'
 
 const deps = { readFile: (p: string) => readFileSync(p, 'utf8') }
 const read = (env: NodeJS.ProcessEnv) => readSettings(env, deps)
@@ -237,4 +237,15 @@ t.test('a secret is masked wherever it is displayed', async (t) => {
   const { settings } = read({ SMTP_PASSWORD: 'hunter2', SMTP_USER: 'john' })
   t.equal(display('SMTP_PASSWORD', settings), MASK)
   t.equal(display('SMTP_USER', settings), 'john')
+})
+
+t.test('each default the code uses is typed once, is itself allowed, and is what the docs say', async (t) => {
+  for (const s of SETTINGS.filter((s) => s.value !== undefined)) {
+    t.same(s.parse(s.value!), { ok: s.value }, `${s.name}'s default \`${s.value}\` is allowed`)
+    t.ok(s.default.includes(s.value!), `${s.name}'s documented default (${s.default}) names ${s.value}`)
+  }
+  const { settings } = readSettings({ STOP_GRACE_SECONDS: '3' }, { readFile: () => '' })
+  t.equal(valueOf(settings, 'STOP_GRACE_SECONDS'), '3', 'a set variable wins')
+  t.equal(valueOf(settings, 'ASTERISK_CONF_DIR'), '/etc/asterisk', 'an unset one is the table default')
+  t.equal(valueOf(settings, 'SIP_DOMAIN'), undefined, "a file's value is not the code's to know")
 })

@@ -277,6 +277,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   let output = ''
   const listeners = new Set<() => void>()
   let exited = false
+  const gone = new AbortController()
   const child: Child = spawnAsterisk(target, {
     onLine: (line) => {
       output += `${line}\n`
@@ -285,6 +286,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   })
   void child.exited.then(() => {
     exited = true
+    gone.abort()
     for (const l of listeners) l()
   })
 
@@ -299,7 +301,7 @@ export async function startAsterisk(binary: AsteriskBinary, opts: AsteriskOption
   }
 
   try {
-    await waitFullyBooted(target, () => !exited, 60_000)
+    await waitFullyBooted(target, gone.signal, 60_000)
   } catch (err) {
     await stop()
     throw new Error(`starting Asterisk (${binary.bin}): ${(err as Error).message}\n${output}`, { cause: err })

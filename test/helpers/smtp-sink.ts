@@ -1,6 +1,6 @@
 // A real SMTP server on 127.0.0.1 that keeps every message it accepts, for tests of mail senders.
 import { readFile } from 'node:fs/promises'
-import type { AddressInfo } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { SMTPServer } from 'smtp-server'
@@ -22,6 +22,8 @@ export interface SinkOptions {
   /** Accounts that may log in; without it, login is neither offered nor required. */
   users?: Record<string, string>
   port?: number
+  /** Awaited after a message's data arrived and before the server's reply: a slow server. */
+  beforeReply?: () => Promise<void>
   /** Refuse every message with this reply, at RCPT TO or after DATA. */
   refuse?: { at: 'rcpt' | 'data'; code: number; text: string }
 }
@@ -29,6 +31,8 @@ export interface SinkOptions {
 export interface Sink {
   port: number
   received: Received[]
+  /** Every reply with which `refuse` turned a message down, by recipient. */
+  refusals: Array<{ to: string; code: number }>
   /** Every login attempt, with the password the client sent. */
   logins: Array<{ user: string; password: string }>
   close(): Promise<void>
@@ -41,6 +45,7 @@ function reply(code: number, text: string): Error {
 export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
   const received: Received[] = []
   const logins: Sink['logins'] = []
+  const refusals: Sink['refusals'] = []
   const { users, refuse } = opts
   const server = new SMTPServer({
     logger: false,
@@ -57,15 +62,20 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
         cb(null, { user: auth.username })
       else cb(reply(535, '5.7.8 Authentication credentials invalid'))
     },
-    onRcptTo(_address, _session, cb) {
-      cb(refuse?.at === 'rcpt' ? reply(refuse.code, refuse.text) : null)
+    onRcptTo(address, _session, cb) {
+      if (refuse?.at !== 'rcpt') return cb()
+      refusals.push({ to: address.address, code: refuse.code })
+      cb(reply(refuse.code, refuse.text))
     },
     onData(stream, session, cb) {
       const chunks: Buffer[] = []
       stream.on('data', (c: Buffer) => chunks.push(c))
-      stream.on('end', () => {
-        if (refuse?.at === 'data') return cb(reply(refuse.code, refuse.text))
+      const answer = () => {
         const mailFrom = session.envelope.mailFrom
+        if (refuse?.at === 'data') {
+          refusals.push(...session.envelope.rcptTo.map((r) => ({ to: r.address, code: refuse.code })))
+          return cb(reply(refuse.code, refuse.text))
+        }
         received.push({
           from: mailFrom ? mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
@@ -75,7 +85,8 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
           user: session.user,
         })
         cb()
-      })
+      }
+      stream.on('end', () => void (opts.beforeReply?.() ?? Promise.resolve()).then(answer))
     },
   })
   // A client that drops a TLS handshake (as a verifying client does) is an 'error' here, not a test failure.
@@ -87,8 +98,24 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
   return {
     port: (server.server.address() as AddressInfo).port,
     received,
+    refusals,
     logins,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** A server on 127.0.0.1 that takes connections and never says a word: a send to it hangs. */
+export async function startSilentServer(): Promise<{ port: number; server: Server; close(): void }> {
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => sockets.add(s))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    close() {
+      for (const s of sockets) s.destroy()
+      server.close()
+    },
   }
 }
 

@@ -259,7 +259,7 @@ t.test(
     )
     t.throws(
       () => websmsWiring([], [transport('bind = 1.2.3.4:x\n')]),
-      /\[udp\] bind must be address:port, got `1\.2\.3\.4:x`/,
+      /\[udp\] bind port must be a port number 1-65535, got `x`/,
     )
     t.equal(websmsWiring(globals('CONTRY_CODE = 46\n'), []).countryCode, '46')
   },

@@ -3,21 +3,16 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { memoryLogger } from '../../src/base/log.ts'
-import { watchFiles } from '../../src/asterisk/watch.ts'
+import { watchFiles } from '../../src/base/watch.ts'
+import { waitFor } from '../helpers/wait-for.ts'
 
 /** Waits for the watcher to report, with a generous bound so a broken watcher fails instead of hanging. */
-function nextBatch(batches: string[][], count: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = Date.now() + 10_000
-    const poll = () =>
-      batches.length >= count
-        ? resolve()
-        : Date.now() > deadline
-          ? reject(new Error(`no change reported; got ${batches.length} batch(es)`))
-          : setTimeout(poll, 20)
-    poll()
-  })
-}
+const nextBatch = (batches: string[][], count: number) =>
+  waitFor(`batch ${count} to be reported`, () => batches.length >= count)
+
+/** Waits for the watcher to have seen `n` events for `file` in all (its debug log says each). */
+const eventsSeen = (log: { lines: string[] }, file: string, n: number) =>
+  waitFor(`${n} events for ${file}`, () => log.lines.filter((l) => l.includes(`file event: ${file}`)).length >= n)
 
 t.test('saves are reported as settled batches of files whose content changed', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pd-watch-'))
@@ -27,10 +22,11 @@ t.test('saves are reported as settled batches of files whose content changed', a
   writeFileSync(other, '[globals]\n')
   writeFileSync(join(dir, 'unwatched.conf'), '')
   const batches: string[][] = []
+  const log = memoryLogger('watch')
   const w = watchFiles({
     files: [ep, other],
     debounceMs: 100,
-    log: memoryLogger('watch'),
+    log,
     onChange: async (f) => void batches.push(f),
   })
   t.teardown(() => w.close())
@@ -46,7 +42,8 @@ t.test('saves are reported as settled batches of files whose content changed', a
 
   writeFileSync(join(dir, 'unwatched.conf'), 'x')
   writeFileSync(ep, '[a]\n[b]\n[c]\n')
-  await new Promise((r) => setTimeout(r, 400))
+  // The unwatched file makes no event at all; the rewrite of ep is seen, compared and dropped.
+  await waitFor('the rewrite to be compared', () => log.lines.some((l) => l.includes('unchanged content')))
   await w.idle()
   t.equal(batches.length, 1, 'same content and unwatched files are not reported')
 
@@ -62,10 +59,11 @@ t.test('changes during a slow reload are merged into the next batch', async (t) 
   writeFileSync(ep, '0')
   const batches: string[][] = []
   let release: () => void = () => {}
+  const log = memoryLogger('watch')
   const w = watchFiles({
     files: [ep],
     debounceMs: 50,
-    log: memoryLogger('watch'),
+    log,
     onChange: async (f) => {
       batches.push(f)
       if (batches.length === 1) await new Promise<void>((r) => (release = r))
@@ -75,11 +73,11 @@ t.test('changes during a slow reload are merged into the next batch', async (t) 
   await w.ready
   writeFileSync(ep, '1')
   await nextBatch(batches, 1)
+  const seen = log.lines.filter((l) => l.includes(`file event: ${ep}`)).length
   writeFileSync(ep, '2')
-  await new Promise((r) => setTimeout(r, 200))
+  await eventsSeen(log, ep, seen + 1)
+  t.equal(batches.length, 1, 'no overlapping reload while the first is handled')
   writeFileSync(ep, '3')
-  await new Promise((r) => setTimeout(r, 200))
-  t.equal(batches.length, 1, 'no overlapping reload')
   release()
   await nextBatch(batches, 2)
   await w.idle()

@@ -1,10 +1,11 @@
 // Watches config files for changes and reports settled, real changes in batches. Editors and bind
 // mounts replace files by rename, so the directory is watched, not the file.
+import { errorMessage } from './errors.ts'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { watch as chokidar } from 'chokidar'
-import type { Logger } from '../base/log.ts'
+import type { Logger } from './log.ts'
 
 export interface WatchOptions {
   files: string[]
@@ -78,13 +79,14 @@ export function watchFiles(opts: WatchOptions): Watcher {
 
   const dirs = [...new Set([...files].map((f) => dirname(f)))]
   const w = chokidar(dirs, { ignoreInitial: true, depth: 0 })
-  w.on('all', (_event, path) => {
+  w.on('all', (event, path) => {
     const f = resolve(path)
     if (!files.has(f)) return
+    opts.log.debug(`file event: ${f}`, { event })
     pending.add(f)
     schedule()
   })
-  w.on('error', (err) => opts.log.error(`watching ${dirs.join(', ')}: ${(err as Error).message}`))
+  w.on('error', (err) => opts.log.error(`watching ${dirs.join(', ')}: ${errorMessage(err)}`))
   let closed = false
   const ready = (async () => {
     await new Promise<void>((r) => w.once('ready', () => r()))
