@@ -66,17 +66,18 @@ export function parseSipMessage(direction: SipMessage['direction'], raw: string)
 
 /**
  * sipp's -trace_msg file: each message under a dashed line, `UDP message received [N] bytes :` or
- * `UDP message sent (N bytes):`, and an empty line. N is taken at its word: bodies keep their bytes.
+ * `UDP message sent (N bytes):` (sipp 3.6), and an empty line. N is taken at its word: bodies keep their bytes.
  */
 export function parseMessageTrace(trace: Buffer): SipMessage[] {
   const out: SipMessage[] = []
-  const intro = /^\w+ message (sent|received) [[(](\d+)[\])] bytes ?:\n\n/gm
+  const intro = /^\w+ message (sent|received) (?:\[(\d+)\] bytes |\((\d+) bytes\)):\n\n/gm
   const text = trace.toString('latin1')
   for (let m = intro.exec(text); m; m = intro.exec(text)) {
     const start = m.index + m[0].length
-    const raw = trace.subarray(start, start + Number(m[2])).toString('utf8')
+    const length = Number(m[2] ?? m[3])
+    const raw = trace.subarray(start, start + length).toString('utf8')
     out.push(parseSipMessage(m[1] as SipMessage['direction'], raw))
-    intro.lastIndex = start + Number(m[2])
+    intro.lastIndex = start + length
   }
   return out
 }
@@ -88,6 +89,8 @@ export interface SippOptions {
   target: string
   /** The local SIP port; a phone's contact or the trunk's address. */
   port: number
+  /** The local address, for SIP and media: 127.0.0.1 (the default) or ::1. */
+  host?: string
   /** Scenario keys ([name] in the XML). */
   keys?: Record<string, string>
   /** Credentials for a 401 challenge. */
@@ -132,13 +135,16 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   await copyFile(join(SCENARIOS, opts.scenario), scenario)
   await writeFile(join(dir, 'media.pcap'), opts.media ?? rtpPcap([]))
   const mediaPort = await freePort([2])
+  const host = opts.host ?? '127.0.0.1'
+  const hostPort = `${host.includes(':') ? `[${host}]` : host}:${opts.port}`
   const keys: Record<string, string> = {
     user: opts.auth?.user ?? 'sipp',
     from: opts.auth?.user ?? 'sipp',
-    via: `127.0.0.1:${opts.port}`,
-    contact: `sip:${opts.auth?.user ?? 'sipp'}@127.0.0.1:${opts.port}`,
+    via: hostPort,
+    contact: `sip:${opts.auth?.user ?? 'sipp'}@${hostPort}`,
     expires: '300',
-    sdp_host: '127.0.0.1',
+    sdp_host: host,
+    sdp_family: host.includes(':') ? 'IP6' : 'IP4',
     video: '',
     header: 'X-Test: sipp',
     body: '',
@@ -150,11 +156,11 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '-sf',
     scenario,
     '-i',
-    '127.0.0.1',
+    host,
     '-p',
     String(opts.port),
     '-mi',
-    '127.0.0.1',
+    host,
     '-mp',
     String(mediaPort),
     '-t',
@@ -190,7 +196,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   // Listening: its port is taken. A sipp that exits first (bad scenario, port in use) ends the wait.
   let gone = false
   void exited.then(() => (gone = true))
-  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp'));) {
+  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp', host));) {
     if (Date.now() > deadline) throw new Error(`sipp ${opts.scenario} did not listen on ${opts.port} within 10 s`)
     await new Promise((r) => setTimeout(r, 20))
   }
@@ -241,8 +247,15 @@ export interface Driver {
   text(from: UserName | 'trunk', to: string, body: string, opts?: Partial<RunOptions>): Promise<SippResult>
 }
 
-export function driver(bin: string, pbx: TestPbx): Driver {
-  const run = (opts: RunOptions) => runSipp(bin, { ...opts, target: pbx.target })
+/** `host`: the address family the phones use, 127.0.0.1 or ::1 (the trunk stays on 127.0.0.1). */
+export function driver(bin: string, pbx: TestPbx, host = '127.0.0.1'): Driver {
+  const target = host.includes(':') ? `[${host}]:${pbx.sipPort}` : pbx.target
+  // The trunk and the WebSMS service are known by their IPv4 address and port.
+  const family = (opts: RunOptions): SippOptions =>
+    opts.port === pbx.trunkPort || opts.port === pbx.websmsPort
+      ? { ...opts, target: pbx.target }
+      : { host, ...opts, target }
+  const run = (opts: RunOptions) => runSipp(bin, family(opts))
   const auth = (user: UserName) => ({ user, password: USERS[user].password })
   const send = async (
     scenario: string,
@@ -261,7 +274,7 @@ export function driver(bin: string, pbx: TestPbx): Driver {
         })
   return {
     run,
-    start: (opts) => startSipp(bin, { ...opts, target: pbx.target }),
+    start: (opts) => startSipp(bin, family(opts)),
     auth,
     phone: async (t, user, keys = {}) => {
       const port = await freePort()
