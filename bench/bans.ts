@@ -76,7 +76,7 @@ async function floodWhileCalling(tools: Tools, lab: Lab, sources: string[]) {
   const phone = lab.peers.phone!
   let port = 5100
   const auth = { user: 'probe', password: USERS.probe.password }
-  const fromPhone = { netns: { name: phone.netns, address: phone.v4 }, target: `${phone.pbxV4}:5060`, auth }
+  const fromPhone = { netns: phone.netns, host: phone.v4, target: `${phone.pbxV4}:5060`, auth }
   const reg = await runSipp(tools.sipp, { ...fromPhone, scenario: 'uac-register.xml', port: port++ })
   if (finalResponses(reg, 'REGISTER').at(-1) !== 200) throw new Error(`the phone did not register:\n${reg.summary}`)
   const t0 = performance.now()

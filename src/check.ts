@@ -3,7 +3,7 @@
 import { readdir } from 'node:fs/promises'
 import { directives, printConf, readingOrder, sections, type ConfDoc } from './config/conf.ts'
 import { readConf, readConfTree } from './config/files.ts'
-import { dialplanProblems } from './config/dialplan-check.ts'
+import { checkDialplan } from './config/dialplan-check.ts'
 import { ConfigError, ConfSyntaxError } from './base/errors.ts'
 
 /** Templates must exist, and Asterisk only finds ones defined above the section that names them. */
@@ -33,6 +33,8 @@ function roots(docs: Map<string, ConfDoc>): string[] {
 
 export interface CheckResult {
   problems: string[]
+  /** What Asterisk runs with but a user would miss, e.g. a user who can't call emergency numbers. */
+  warnings: string[]
   files: number
   /** Sections of pjsip_endpoint.conf that are not templates: the trunks and users defined. */
   endpoints: number
@@ -80,6 +82,7 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
   } catch (err) {
     return {
       problems: [`config dir ${confDir} can't be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`],
+      warnings: [],
       files: 0,
       endpoints: 0,
     }
@@ -96,13 +99,14 @@ export async function checkConfDir(confDir: string): Promise<CheckResult> {
   }
   const endpointFile = docs.get('pjsip_endpoint.conf')
   const endpoints = endpointFile ? sections(endpointFile).filter((s) => !s.isTemplate).length : 0
-  if (problems.length) return { problems, files: names.length, endpoints }
+  if (problems.length) return { problems, warnings: [], files: names.length, endpoints }
   const trees = new Map<string, ConfDoc[]>()
   for (const root of roots(docs)) {
     const tree = await readConfTree(confDir, root, docs)
     problems.push(...tree.missing, ...templateProblems(tree.docs))
     trees.set(root, tree.docs)
   }
-  problems.push(...dialplanProblems(trees), ...(await websmsProblems(docs)), ...mailcmdProblems(docs))
-  return { problems, files: names.length, endpoints }
+  const dialplan = checkDialplan(trees)
+  problems.push(...dialplan.problems, ...(await websmsProblems(docs)), ...mailcmdProblems(docs))
+  return { problems, warnings: dialplan.warnings, files: names.length, endpoints }
 }

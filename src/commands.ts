@@ -51,6 +51,10 @@ const COMMANDS: Record<string, Command> = {
         log: ctx.log.child('apply'),
         print: ctx.out,
       })
+      if (!dryRun) {
+        const { writeTextTrunks } = await import('./config/text-trunks.ts')
+        await writeTextTrunks(ctx.confDir, ctx.log.child('apply'))
+      }
       return EXIT.ok
     },
   },
@@ -60,13 +64,15 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx) {
       const { checkConfDir } = await import('./check.ts')
       const { mailStatus } = await import('./mail/status.ts')
-      const { problems, files, endpoints } = await checkConfDir(ctx.confDir)
+      const { problems, warnings, files, endpoints } = await checkConfDir(ctx.confDir)
       // Mail that waits is no configuration error, but a mailcmd minivm-send refuses is.
       const mail = await mailStatus(ctx.confDir, ctx.env)
       for (const warning of mail.warnings) ctx.log.child('check').warn(warning)
       problems.push(...mail.problems)
       if (problems.length) throw new ConfigError(problems)
-      ctx.log.child('check').info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
+      const log = ctx.log.child('check')
+      for (const w of warnings) log.warn(w)
+      log.info(`config dir ${ctx.confDir} is valid`, { files, endpoints })
       return EXIT.ok
     },
   },

@@ -15,6 +15,8 @@ import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { logFilesService } from './asterisk/log-files.ts'
 import { banService } from './ban/service.ts'
 import { checkConfDir } from './check.ts'
+import { describeUnavailable, unavailableIpv6 } from './asterisk/ipv6.ts'
+import { TEXT_TRUNKS_FILE, writeTextTrunks } from './config/text-trunks.ts'
 import { ConfigError, errorMessage, EXIT } from './base/errors.ts'
 import type { Logger } from './base/log.ts'
 import { seed } from './config/seed.ts'
@@ -84,14 +86,20 @@ export async function run(opts: RunOptions): Promise<number> {
   // will read). A config error stops here, before anything runs.
   await seed({ confDir, log: phase('seed') })
   await applyToDir({ confDir, settings, log: phase('apply') })
-  const { problems, files, endpoints } = await configProblems()
+  await writeTextTrunks(confDir, phase('apply'))
+  const { problems, warnings, files, endpoints } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
+  for (const w of warnings) phase('check').warn(w)
   phase('check').info(`config dir ${confDir} is valid`, { files, endpoints })
   // A first start: the PBX runs, but nobody can register or call in yet.
   if (!endpoints)
     phase('check').warn(
       'pjsip_endpoint.conf defines no trunk and no user yet; add them (its comments show how) and save it: the PBX reloads it',
     )
+  // Asterisk runs on without the transports it can't bind, with an ERROR for each: on a host
+  // without IPv6 that is expected, and worth one line that says why and what still works.
+  const noIpv6 = await unavailableIpv6((await readConfTree(confDir, 'pjsip.conf')).docs)
+  if (noIpv6) phase('check').warn(describeUnavailable(noIpv6))
   await prepareAsteriskDirs(confDir, user, phase('dirs'))
 
   // The certificate files are the ones the TLS transport names, after apply wrote TLS_*_FILE there.
@@ -125,7 +133,14 @@ export async function run(opts: RunOptions): Promise<number> {
   })
   const reloadLog = phase('reload')
   const reloads = reloader({
-    check: async () => (await configProblems()).problems,
+    check: async () => {
+      // The trunks' text twins follow the trunks, written before the check and the reload read
+      // them; a file that can't be read is the check's to report.
+      await writeTextTrunks(confDir, reloadLog).catch((err: Error) =>
+        reloadLog.debug(`${TEXT_TRUNKS_FILE} not rewritten: ${err.message}`),
+      )
+      return (await configProblems()).problems
+    },
     rx: asterisk.view.rx,
     log: reloadLog,
     state: asterisk.state,

@@ -17,7 +17,7 @@ t.test('a valid dir has no problems', async (t) => {
     'pjsip_transport.conf': '[t_wan](!)\ntype = transport\n[udp](t_wan)\nprotocol = udp\n',
     'extensions.conf': '#tryinclude not_there.conf\n[globals]\n',
   })
-  t.same(await checkConfDir(dir), { problems: [], files: 3, endpoints: 0 })
+  t.same(await checkConfDir(dir), { problems: [], warnings: [], files: 3, endpoints: 0 })
 })
 
 t.test('problems are found with file:line', async (t) => {
@@ -115,7 +115,7 @@ t.test('the trunks and users of pjsip_endpoint.conf are counted, templates not',
       'pjsip_endpoint.conf': '[w_term:x](!,w_term)\n[alice](w_term:x)\n[bob](w_term:x)\n',
     }),
   )
-  t.same(users, { problems: [], files: 2, endpoints: 2 })
+  t.same(users, { problems: [], warnings: [], files: 2, endpoints: 2 })
 })
 
 t.test("an included file's templates count from where its #include stands", async (t) => {
@@ -138,5 +138,46 @@ t.test("an included file's templates count from where its #include stands", asyn
   )
   t.same(bottom.problems, [
     'pjsip_endpoint.conf:1: [alice] inherits template `w_term:x`, which is defined only further down; define it above',
+  ])
+})
+
+t.test('check warns when a user has no trunk for emergency calls, and names them', async (t) => {
+  const { cpSync, readFileSync } = await import('node:fs')
+  const { DEFAULTS_DIR } = await import('../src/config/seed.ts')
+  const fixture = readFileSync(new URL('fixtures/sipp/pjsip_endpoint.conf', import.meta.url), 'utf8')
+  const withEndpoints = (endpoints: string, globals = '') => {
+    const dir = mkdtempSync(join(tmpdir(), 'pd-check-'))
+    cpSync(DEFAULTS_DIR, dir, { recursive: true })
+    writeFileSync(join(dir, 'pjsip_endpoint.conf'), endpoints)
+    if (globals)
+      writeFileSync(
+        join(dir, 'extensions_local.conf'),
+        `[globals]\nCONTRY_CODE = 1\nDIAL_TIMEOUT = 30\nWEBSMS_API_PORT =\nTEXT_STORE_PORT =\n${globals}`,
+      )
+    return dir
+  }
+  t.same((await checkConfDir(withEndpoints(''))).warnings, [], 'no users yet: nothing to warn about')
+  // The test users: all but carol (w_term_i) name itsp:test in TRUNK_ENDPOINT; probe has no number.
+  const some = await checkConfDir(withEndpoints(fixture))
+  t.same(some.problems, [])
+  t.match(some.warnings, [
+    /^carol can't call emergency numbers: this user has no TRUNK_ENDPOINT and EMERGENCY_TRUNK in extensions_local\.conf is empty/,
+  ])
+  const noTrunk = fixture.replace(/TRUNK_ENDPOINT=itsp:test/g, 'TRUNK_ENDPOINT=')
+  t.match((await checkConfDir(withEndpoints(noTrunk))).warnings, [
+    /^no user can call emergency numbers: no user has a TRUNK_ENDPOINT/,
+  ])
+  const fallback = 'EMERGENCY_NUMBERS = 112,911\nEMERGENCY_TRUNK = itsp:test\n'
+  t.same(
+    await checkConfDir(withEndpoints(noTrunk, fallback)).then((r) => [r.problems, r.warnings]),
+    [[], []],
+    'EMERGENCY_TRUNK covers them',
+  )
+  const wrong = await checkConfDir(
+    withEndpoints(fixture, 'EMERGENCY_NUMBERS = 112, 911\nEMERGENCY_TRUNK = itsp:nosuch\n'),
+  )
+  t.same(wrong.problems, [
+    'extensions_local.conf:6: EMERGENCY_NUMBERS must be numbers of 2 to 6 digits separated by commas (no spaces), got `112, 911`',
+    'extensions_local.conf:7: EMERGENCY_TRUNK=itsp:nosuch: no such endpoint',
   ])
 })

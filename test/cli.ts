@@ -95,6 +95,25 @@ t.test('check passes on the shipped suite and fails with file:line on a broken o
   t.match(bad.stdout, /pjsip_endpoint\.conf:1: \[jane\] inherits template `w_term_nope`, which is not defined/)
 })
 
+t.test('check warns, and still passes, when users have no trunk for emergency calls', async (t) => {
+  const dir = confCopy()
+  const { writeFileSync } = await import('node:fs')
+  // The starter file's example, uncommented, with the user on the in-only template.
+  const starter = readFileSync(join(DEFAULTS_DIR, 'pjsip_endpoint.conf'), 'utf8').replace(/^;(?=\[|\w)/gm, '')
+  writeFileSync(join(dir, 'pjsip_endpoint.conf'), starter.replace('[john.doe](w_term:mydoe)', '[john.doe](w_term_i)'))
+  const r = await run(['check'], { ASTERISK_CONF_DIR: dir })
+  t.equal(r.exitCode, 0, r.stdout)
+  t.match(
+    r.stdout,
+    /WARN +check: no user can call emergency numbers: no user has a TRUNK_ENDPOINT and EMERGENCY_TRUNK in extensions_local\.conf is empty/,
+  )
+  const covered = await run(['check'], { ASTERISK_CONF_DIR: dir, EMERGENCY_TRUNK: 'itsp:mydoe' })
+  t.match(covered.stdout, /WARN +check: no user can call/, 'check reads the files; apply writes the variable')
+  await run(['apply'], { ASTERISK_CONF_DIR: dir, EMERGENCY_TRUNK: 'itsp:mydoe' })
+  const applied = await run(['check'], { ASTERISK_CONF_DIR: dir })
+  t.notMatch(applied.stdout, /emergency/, 'once applied, the default trunk covers the user')
+})
+
 t.test("run with an ASTERISK_BIN that can't run exits 78 at once, naming it, and seeds nothing", async (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'pd-cli-empty-'))
   const missing = await run(['run'], { ASTERISK_CONF_DIR: empty, ASTERISK_BIN: '/nonexistent/asterisk' })

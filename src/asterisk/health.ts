@@ -4,6 +4,7 @@ import { errorMessage } from '../base/errors.ts'
 import { rx, type AsteriskTarget } from './process.ts'
 import { sections, templateResolver, type ConfDoc } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
+import { describeUnavailable, unavailableIpv6 } from './ipv6.ts'
 
 /** Non-template sections of type transport, through their templates. */
 export function definedTransports(docs: ConfDoc[]): string[] {
@@ -32,9 +33,12 @@ export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: 
   const tree = await readConfTree(t.confDir, 'pjsip.conf')
   const want = definedTransports(tree.docs)
   const have = listedTransports(out)
-  const missing = want.filter((n) => !have.includes(n))
+  // IPv6 transports on a host without IPv6 can't be up, and the PBX works without them.
+  const noIpv6 = want.some((n) => !have.includes(n)) ? await unavailableIpv6(tree.docs) : undefined
+  const missing = want.filter((n) => !have.includes(n) && !noIpv6?.names.includes(n))
   if (!want.length) return { ok: false, detail: `no transport is defined in ${t.confDir}/pjsip.conf or its includes` }
   if (missing.length)
     return { ok: false, detail: `transport(s) not up: ${missing.join(', ')} (up: ${have.join(', ') || 'none'})` }
-  return { ok: true, detail: `Asterisk answers; transports up: ${have.join(', ')}` }
+  const note = noIpv6 ? `; ${describeUnavailable(noIpv6)}` : ''
+  return { ok: true, detail: `Asterisk answers; transports up: ${have.join(', ')}${note}` }
 }

@@ -6,8 +6,9 @@ import { writeFileAtomic } from '../base/atomic-write.ts'
 import { joinHostPort, splitHostPort } from '../base/host-port.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
-import { MASK, SETTINGS, type Settings, type Write } from './settings.ts'
+import { FAMILIES, MASK, SETTINGS, type Settings, type Write } from './settings.ts'
 import type { Logger } from '../base/log.ts'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 
 export interface Edit {
@@ -76,13 +77,25 @@ export function editMailcmd(current: string | undefined, settings: Settings): st
   return quoteMailcmd(argv)
 }
 
+/** The part of a value (a list, comma separated) a Write of one address family takes: maybe none. */
+function ofFamily(w: Write, value: string): string | undefined {
+  if (!w.family) return value
+  const mine = value.split(',').filter((v) => (isIP(v.split('/')[0]!) || 4) === w.family)
+  return mine.length ? mine.join(',') : undefined
+}
+
 /** How a Write's `as` turns the variable's value into the key's values (see Write in settings.ts). */
 function editFor(w: Write, value: string, settings: Settings): Edit['values'] {
   switch (w.as) {
     case 'list':
       return () => value.split(',')
     case 'port':
-      return (cur) => [withPort(cur.at(-1) ?? '0.0.0.0', value)]
+      return (cur) => [
+        withPort(
+          cur.at(-1) ?? FAMILIES.find((f) => f.template === w.section || f.tls === w.section)?.any ?? '0.0.0.0',
+          value,
+        ),
+      ]
     case 'mailcmd':
       return (cur) => {
         const r = editMailcmd(cur.at(-1), settings)
@@ -104,6 +117,8 @@ export function planEdits(settings: Settings): Edit[] {
     const v = settings.get(s.name)
     if (!v) continue
     for (const w of s.writes ?? []) {
+      const value = ofFamily(w, v.value)
+      if (value === undefined) continue
       const id = `${w.file}\0${w.section}\0${w.key}`
       const known = edits.get(id)
       if (known) known.from.push(s.name)
@@ -113,7 +128,7 @@ export function planEdits(settings: Settings): Edit[] {
           section: w.section,
           key: w.key,
           from: [s.name],
-          values: editFor(w, v.value, settings),
+          values: editFor(w, value, settings),
         })
     }
   }
@@ -145,11 +160,13 @@ function crossChecks(docs: Map<string, ConfDoc>): string[] {
       )
   }
   const transport = docs.get(TRANSPORT)
-  if (transport) {
-    const udpTcp = portOf(resolveValues([transport], 'tcp', 'bind').at(-1))
-    const tls = portOf(resolveValues([transport], 'tls', 'bind').at(-1))
-    if (udpTcp && udpTcp === tls)
+  for (const f of transport ? FAMILIES : []) {
+    const udpTcp = portOf(resolveValues([transport!], f.tcp, 'bind').at(-1))
+    const tls = portOf(resolveValues([transport!], f.tls, 'bind').at(-1))
+    if (udpTcp && udpTcp === tls) {
       problems.push(`SIP_PORT and SIP_TLS_PORT are both ${tls}; TCP and TLS can't share a port`)
+      break
+    }
   }
   return problems
 }
@@ -161,11 +178,12 @@ function overrideWarnings(docs: Map<string, ConfDoc>, settings: Settings): strin
   if (!transport || !port) return []
   const warnings: string[] = []
   for (const s of sections(transport)) {
-    if (s.isTemplate || s.name === 'tls' || !s.templates.includes('t_wan')) continue
+    const f = FAMILIES.find((f) => s.templates.includes(f.template))
+    if (s.isTemplate || !f || s.name === f.tls) continue
     const bind = resolveValues([transport], s.name, 'bind').at(-1)
     if (portOf(bind) !== port)
       warnings.push(
-        `SIP_PORT=${port} set [t_wan] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`,
+        `SIP_PORT=${port} set [${f.template}] bind, but [${s.name}] in ${TRANSPORT} sets its own bind \`${bind}\`, which wins`,
       )
   }
   return warnings

@@ -256,7 +256,7 @@ function checkText(what: string, s: string): void {
 }
 
 /** Asterisk reads `;` as a comment; a literal one is `\;`. */
-const escapeValue = (v: string) => v.replace(/;/g, '\\;')
+export const escapeValue = (v: string) => v.replace(/;/g, '\\;')
 
 const crOf = (raw: string) => (raw.endsWith('\r') ? '\r' : '')
 

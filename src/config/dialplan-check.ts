@@ -3,6 +3,7 @@
 // plan reads but nobody defines, an endpoint pointing at a context or trunk that doesn't exist.
 // Pure: parsed documents in (conf.ts), "file:line: problem" out.
 import { readingOrder, sections, templateResolver, type ConfDoc, type Section } from './conf.ts'
+import { EMERGENCY_NUMBER } from './settings.ts'
 
 /** Sections of extensions.conf that hold settings, not extensions. */
 const NOT_CONTEXTS = new Set(['general', 'globals'])
@@ -194,8 +195,13 @@ function jumpProblem(j: Jump, contexts: Map<string, Context>): string | undefine
   return undefined
 }
 
-/** Globals the dial plan reads as ${GLOBAL(NAME)}, against those [globals] defines or Set(GLOBAL(...)) writes. */
-function globalProblems(docs: ConfDoc[]): string[] {
+/**
+ * Globals the dial plan reads as ${GLOBAL(NAME)}, against those [globals] defines or Set(GLOBAL(...))
+ * writes. Asterisk reads a missing one as empty, and the dial plan takes empty as "off" (no texts
+ * service, no emergency fallback trunk, no ring timeout): a warning, not a reason to refuse to start,
+ * since an upgrade keeps a user's edited extensions_local.conf beside a new extensions.conf.
+ */
+function globalWarnings(docs: ConfDoc[]): string[] {
   const defined = new Set<string>()
   const reads: { file: string; line: number; name: string }[] = []
   for (const doc of docs) {
@@ -211,7 +217,10 @@ function globalProblems(docs: ConfDoc[]): string[] {
   }
   return reads
     .filter((r) => !defined.has(r.name))
-    .map((r) => `${r.file}:${r.line}: reads global ${r.name}, which [globals] does not define`)
+    .map(
+      (r) =>
+        `${r.file}:${r.line}: reads global ${r.name}, which [globals] does not define, so it is empty; add it to extensions_local.conf (extensions_local.conf.new, if there is one, has the shipped value)`,
+    )
 }
 
 /** Endpoint sections (wizard or plain) and the setting each names a context with. */
@@ -220,15 +229,28 @@ const ENDPOINT_CONTEXT_KEYS = new Map([
   ['endpoint', ['context', 'message_context']],
 ])
 
-/** Every key endpointProblems reads. */
-const ENDPOINT_KEYS = new Set(['type', 'endpoint/set_var', ...[...ENDPOINT_CONTEXT_KEYS.values()].flat()])
+/** The settings that make an endpoint a user: it authenticates its phones, and it has a number. */
+const USER_KEYS = new Map([
+  ['wizard', { auth: ['accepts_auth', 'inbound_auth/username'], callerid: 'endpoint/callerid' }],
+  ['endpoint', { auth: ['auth'], callerid: 'callerid' }],
+])
 
-/** What endpointProblems needs of one object, through its templates. */
+/** Every key endpointFacts reads. */
+const ENDPOINT_KEYS = new Set([
+  'type',
+  'endpoint/set_var',
+  ...[...ENDPOINT_CONTEXT_KEYS.values()].flat(),
+  ...[...USER_KEYS.values()].flatMap((k) => [...k.auth, k.callerid]),
+])
+
+/** What the endpoint checks need of one object, through its templates. */
 interface EndpointFacts {
   type: string | undefined
   /** [key, context] for each context the object names. */
   contexts: [string, string][]
   trunk: string | undefined
+  /** A user, as the dial plan's sub_dial_emergency tells one from a trunk. */
+  user: boolean
 }
 
 /**
@@ -256,12 +278,24 @@ function endpointFacts(resolve: (name: string, key: string) => readonly string[]
     ?.slice(1)
     .join('=')
     .trim()
-  return { type, contexts, trunk }
+  const keys = USER_KEYS.get(type ?? '')
+  const authenticates = keys?.auth.some((k) => {
+    const v = valuesOf(resolve, section, k).at(-1)
+    return v !== undefined && v !== '' && v !== 'no'
+  })
+  const number = keys && /<\s*\+?\d+\s*>|^\s*\+?\d+\s*$/.test(valuesOf(resolve, section, keys.callerid).at(-1) ?? '')
+  return { type, contexts, trunk, user: !!authenticates && !!number }
 }
 
-/** Contexts that endpoints name, and trunks that users name in TRUNK_ENDPOINT, must exist. */
-function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): string[] {
-  const objects: { doc: ConfDoc; section: Section; facts: EndpointFacts }[] = []
+interface EndpointObject {
+  doc: ConfDoc
+  section: Section
+  facts: EndpointFacts
+}
+
+/** The objects of pjsip.conf and pjsip_wizard.conf (with the files they include) that have a type. */
+function endpointObjects(trees: ConfDoc[][]): EndpointObject[] {
+  const objects: EndpointObject[] = []
   for (const docs of trees) {
     const resolve = templateResolver(docs)
     // A thousand users typically share one template list and set none of these keys themselves:
@@ -281,9 +315,15 @@ function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): s
       }
     }
   }
-  const endpoints = new Set(
-    objects.filter((o) => o.facts.type === 'wizard' || o.facts.type === 'endpoint').map((o) => o.section.name),
-  )
+  return objects
+}
+
+const endpointNames = (objects: EndpointObject[]) =>
+  new Set(objects.filter((o) => o.facts.type === 'wizard' || o.facts.type === 'endpoint').map((o) => o.section.name))
+
+/** Contexts that endpoints name, and trunks that users name in TRUNK_ENDPOINT, must exist. */
+function endpointProblems(objects: EndpointObject[], contexts: Map<string, Context>): string[] {
+  const endpoints = endpointNames(objects)
   const problems: string[] = []
   for (const { doc, section, facts } of objects) {
     const at = () => `${doc.file}:${section.line}: [${section.name}]`
@@ -297,18 +337,68 @@ function endpointProblems(trees: ConfDoc[][], contexts: Map<string, Context>): s
   return problems
 }
 
+/** A [globals] entry, the last one Asterisk reads, with where it is. */
+function globalEntry(docs: ConfDoc[], name: string): { file: string; line: number; value: string } | undefined {
+  let found: { file: string; line: number; value: string } | undefined
+  for (const { doc, section } of readingOrder(docs)) {
+    if (section.name !== 'globals') continue
+    for (const e of section.entries) if (e.key === name) found = { file: doc.file, line: e.line, value: e.value }
+  }
+  return found
+}
+
+const SHOWN_USERS = 5
+
 /**
- * Problems in the dial plan and the endpoints that enter it. `trees` maps a file Asterisk opens to
- * it and the files it includes, in reading order (check.ts's readConfTree): extensions.conf,
- * pjsip.conf and pjsip_wizard.conf are read.
+ * Emergency calls (sub_dial_emergency): the numbers must be ones the dial plan can tell, the default
+ * trunk must exist, and a user with no trunk to call them through is worth a warning.
  */
-export function dialplanProblems(trees: ReadonlyMap<string, ConfDoc[]>): string[] {
+function emergencyChecks(dialplan: ConfDoc[], objects: EndpointObject[]): { problems: string[]; warnings: string[] } {
+  const problems: string[] = []
+  const numbers = globalEntry(dialplan, 'EMERGENCY_NUMBERS')
+  const wrong = numbers?.value.split(',').find((n) => !EMERGENCY_NUMBER.test(n))
+  if (numbers && numbers.value !== '' && wrong !== undefined)
+    problems.push(
+      `${numbers.file}:${numbers.line}: EMERGENCY_NUMBERS must be numbers of 2 to 6 digits separated by commas (no spaces), got \`${numbers.value}\``,
+    )
+  const fallback = globalEntry(dialplan, 'EMERGENCY_TRUNK')
+  if (fallback?.value && !endpointNames(objects).has(fallback.value))
+    problems.push(`${fallback.file}:${fallback.line}: EMERGENCY_TRUNK=${fallback.value}: no such endpoint`)
+  const users = objects.filter((o) => o.facts.user)
+  const stranded = fallback?.value ? [] : users.filter((o) => !o.facts.trunk).map((o) => o.section.name)
+  if (!stranded.length || !numbers?.value) return { problems, warnings: [] }
+  const who =
+    stranded.length === users.length
+      ? 'no user can call emergency numbers: no user has a TRUNK_ENDPOINT'
+      : `${stranded.slice(0, SHOWN_USERS).join(', ')}${stranded.length > SHOWN_USERS ? ` and ${stranded.length - SHOWN_USERS} more` : ''} can't call emergency numbers: ${stranded.length === 1 ? 'this user has' : 'these users have'} no TRUNK_ENDPOINT`
+  return {
+    problems,
+    warnings: [
+      `${who} and EMERGENCY_TRUNK in extensions_local.conf is empty; set it to a trunk (e.g. itsp:mydoe) or the env variable EMERGENCY_TRUNK`,
+    ],
+  }
+}
+
+/**
+ * Problems in the dial plan and the endpoints that enter it, and warnings: what works but leaves a
+ * user without something they rely on. `trees` maps a file Asterisk opens to it and the files it
+ * includes, in reading order (check.ts's readConfTree): extensions.conf, pjsip.conf and
+ * pjsip_wizard.conf are read.
+ */
+export function checkDialplan(trees: ReadonlyMap<string, ConfDoc[]>): { problems: string[]; warnings: string[] } {
   const dialplan = trees.get('extensions.conf') ?? []
   const { contexts, jumps, problems } = readDialplan(dialplan)
-  return [
-    ...problems,
-    ...jumps.flatMap((j) => jumpProblem(j, contexts) ?? []),
-    ...globalProblems(dialplan),
-    ...endpointProblems([trees.get('pjsip.conf') ?? [], trees.get('pjsip_wizard.conf') ?? []], contexts),
-  ]
+  const objects = endpointObjects([trees.get('pjsip.conf') ?? [], trees.get('pjsip_wizard.conf') ?? []])
+  const emergency = emergencyChecks(dialplan, objects)
+  return {
+    problems: [
+      ...problems,
+      ...jumps.flatMap((j) => jumpProblem(j, contexts) ?? []),
+      ...endpointProblems(objects, contexts),
+      ...emergency.problems,
+    ],
+    warnings: [...globalWarnings(dialplan), ...emergency.warnings],
+  }
 }
+
+export const dialplanProblems = (trees: ReadonlyMap<string, ConfDoc[]>): string[] => checkDialplan(trees).problems

@@ -41,12 +41,18 @@ export interface Write {
   key: string
   as?: 'value' | 'list' | 'port' | 'mailcmd'
   flag?: string
+  /**
+   * Only the value, or list items, of this address family (a host name counts as IPv4): NAT is per
+   * family, and pjsip_transport.conf has a template for each. Nothing of it: the key is left alone.
+   */
+  family?: 4 | 6
 }
 
 /** A Write as the README's "written to" column says it. */
 export function describeWrite(w: Write): string {
   const what = w.as === 'list' ? ' (one line each)' : w.as === 'port' ? ' port' : w.flag ? ` ${w.flag}` : ''
-  return `${w.file} [${w.section}] ${w.key}${what}`
+  const family = w.family === 6 ? ' (IPv6 ones)' : w.family === 4 ? ' (IPv4 ones and names)' : ''
+  return `${w.file} [${w.section}] ${w.key}${what}${family}`
 }
 
 type Parse = Setting['parse']
@@ -152,9 +158,39 @@ const duration: Parse = (raw) => {
   return seconds >= 1 ? ok(String(seconds)) : bad('must be at least 1 s')
 }
 
+/**
+ * Emergency numbers: short digits, so the dial plan's rewriting of national (0 and at least 7
+ * digits) and international (00 and a digit not 0) numbers in dp_lookup never turns one into
+ * another number before the dial plan sees it is one.
+ */
+export const EMERGENCY_NUMBER = /^(?!00[1-9])\d{2,6}$/
+
+const numberList: Parse = (raw) => {
+  const items = raw.split(/[\s,]+/).filter(Boolean)
+  if (!items.length) return bad('empty list')
+  const wrong = items.find((n) => !EMERGENCY_NUMBER.test(n))
+  return wrong === undefined
+    ? ok(items.join(','))
+    : bad(`\`${wrong}\` is not 2 to 6 digits, or starts like an international number`)
+}
+
 const word: Parse = (raw) => (/^[A-Za-z0-9_.@+-]+$/.test(raw) ? ok(raw) : bad('not a plain word'))
 
 const TRANSPORT = 'pjsip_transport.conf'
+
+/**
+ * Asterisk binds one address family per transport: pjsip_transport.conf has [t_wan] with udp, tcp
+ * and tls for IPv4, and [t_wan6] with udp6, tcp6 and tls6 for IPv6.
+ */
+export const FAMILIES = [
+  { family: 4, template: 't_wan', tcp: 'tcp', tls: 'tls', any: '0.0.0.0' },
+  { family: 6, template: 't_wan6', tcp: 'tcp6', tls: 'tls6', any: '[::]' },
+] as const
+const IPV6_SECTION: Record<string, string> = { t_wan: 't_wan6', tls: 'tls6' }
+/** A write to an IPv4 section and to its IPv6 twin. */
+const bothFamilies = (w: Write): Write[] => [w, { ...w, section: IPV6_SECTION[w.section]! }]
+/** The same, each family taking only its own values: NAT is per family. */
+const perFamily = (w: Write): Write[] => bothFamilies(w).map((x, i) => ({ ...x, family: i ? 6 : 4 }))
 const mailcmd = (flag: string): Write => ({
   file: 'minivm.conf',
   section: 'general',
@@ -171,7 +207,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a host name',
     parse: hostname,
-    writes: [{ file: TRANSPORT, section: 't_wan', key: 'domain' }],
+    writes: bothFamilies({ file: TRANSPORT, section: 't_wan', key: 'domain' }),
   },
   {
     name: 'SIP_EXTERNAL_HOST',
@@ -181,8 +217,8 @@ export const SETTINGS: readonly Setting[] = [
     allowed: 'a host name or IP address',
     parse: host,
     writes: [
-      { file: TRANSPORT, section: 't_wan', key: 'external_signaling_address' },
-      { file: TRANSPORT, section: 't_wan', key: 'external_media_address' },
+      ...perFamily({ file: TRANSPORT, section: 't_wan', key: 'external_signaling_address' }),
+      ...perFamily({ file: TRANSPORT, section: 't_wan', key: 'external_media_address' }),
     ],
   },
   {
@@ -192,7 +228,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 'file value',
     allowed: 'a list of address/prefix, e.g. 192.168.0.0/16,10.0.0.0/8',
     parse: cidrList,
-    writes: [{ file: TRANSPORT, section: 't_wan', key: 'local_net', as: 'list' }],
+    writes: perFamily({ file: TRANSPORT, section: 't_wan', key: 'local_net', as: 'list' }),
   },
   {
     name: 'SIP_PORT',
@@ -201,7 +237,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5060',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: [{ file: TRANSPORT, section: 't_wan', key: 'bind', as: 'port' }],
+    writes: bothFamilies({ file: TRANSPORT, section: 't_wan', key: 'bind', as: 'port' }),
   },
   {
     name: 'SIP_TLS_PORT',
@@ -210,7 +246,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '5061',
     allowed: 'a port number 1-65535',
     parse: port,
-    writes: [{ file: TRANSPORT, section: 'tls', key: 'bind', as: 'port' }],
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'bind', as: 'port' }),
   },
   {
     name: 'RTP_PORT_MIN',
@@ -239,6 +275,24 @@ export const SETTINGS: readonly Setting[] = [
     allowed: '1 to 3 digits, without + or 00',
     parse: (raw) => (/^[1-9]\d{0,2}$/.test(raw) ? ok(raw) : bad('not a country code')),
     writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'CONTRY_CODE' }],
+  },
+  {
+    name: 'EMERGENCY_NUMBERS',
+    group: 'Dial plan',
+    doc: 'Emergency numbers every user may call, whatever their template, sent to the trunk exactly as dialled',
+    default: 'file value (112,911,999,000,110)',
+    allowed: 'numbers of 2 to 6 digits (not 00 and a digit 1-9), comma or space separated',
+    parse: numberList,
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'EMERGENCY_NUMBERS' }],
+  },
+  {
+    name: 'EMERGENCY_TRUNK',
+    group: 'Dial plan',
+    doc: 'Trunk (its pjsip_endpoint.conf section name) for the emergency calls of users without a TRUNK_ENDPOINT',
+    default: 'file value (none)',
+    allowed: 'an endpoint name, e.g. itsp:mydoe',
+    parse: (raw) => (/^[A-Za-z0-9_.:@+-]+$/.test(raw) ? ok(raw) : bad('not an endpoint name')),
+    writes: [{ file: 'extensions_local.conf', section: 'globals', key: 'EMERGENCY_TRUNK' }],
   },
   {
     name: 'SMTP_HOST',
@@ -313,7 +367,7 @@ export const SETTINGS: readonly Setting[] = [
     value: '/etc/ssl/asterisk/cert.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: [{ file: TRANSPORT, section: 'tls', key: 'cert_file' }],
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'cert_file' }),
   },
   {
     name: 'TLS_KEY_FILE',
@@ -323,7 +377,7 @@ export const SETTINGS: readonly Setting[] = [
     value: '/etc/ssl/asterisk/priv_key.pem',
     allowed: 'an absolute path',
     parse: path,
-    writes: [{ file: TRANSPORT, section: 'tls', key: 'priv_key_file' }],
+    writes: bothFamilies({ file: TRANSPORT, section: 'tls', key: 'priv_key_file' }),
   },
   {
     name: 'TLS_MODE',

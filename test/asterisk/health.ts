@@ -23,5 +23,5 @@ else
     t.teardown(() => pbx.stop())
     const r = await health({ bin: asterisk.bin, confDir: join(pbx.dir, 'etc') })
     t.equal(r.ok, true, r.detail)
-    t.equal(r.detail, 'Asterisk answers; transports up: tcp, tls, udp')
+    t.equal(r.detail, 'Asterisk answers; transports up: tcp, tcp6, tls, tls6, udp, udp6')
   })

@@ -50,9 +50,13 @@ async function bed(t: Test, mode: Mode, extraEnv: Record<string, string> = {}): 
   const pbx = await startTestPbx(
     { ...tools.asterisk, bin: await lab.wrap(tools.asterisk.bin) },
     {
-      edit: { 'pjsip_transport.conf': (doc) => setValue(doc, 't_wan', 'bind', '0.0.0.0:5060') },
-      // The shipped transports are IPv4; the IPv6 tests need one.
-      append: { 'pjsip_transport.conf': '[udp6]\ntype = transport\nprotocol = udp\nbind = [::]:5062\n' },
+      // Every address of its namespace, not the harness's loopback.
+      edit: {
+        'pjsip_transport.conf': (doc) => {
+          setValue(doc, 't_wan', 'bind', '0.0.0.0:5060')
+          setValue(doc, 't_wan6', 'bind', '[::]:5060')
+        },
+      },
       onLine: (line) => listeners.forEach((l) => l(line)),
     },
   )
@@ -105,9 +109,10 @@ async function bed(t: Test, mode: Mode, extraEnv: Record<string, string> = {}): 
     },
     sipp: (peer, family, opts) =>
       runSipp(tools.sipp, {
-        target: family === 4 ? `${peer.pbxV4}:5060` : `[${peer.pbxV6}]:5062`,
+        target: family === 4 ? `${peer.pbxV4}:5060` : `[${peer.pbxV6}]:5060`,
         port: port++,
-        netns: { name: peer.netns, address: family === 4 ? peer.v4 : peer.v6 },
+        netns: peer.netns,
+        host: family === 4 ? peer.v4 : peer.v6,
         ...opts,
       }),
     async dropped(family) {
@@ -278,7 +283,7 @@ else {
         // next ban makes it anew, with every ban in force.
         if (mode === 'nft') await b.lab.run(b.lab.pbx, ['nft', 'flush', 'ruleset'])
         await scan(b, 6)
-        await b.logged(/banned fd77:0:0:1::2 for 20 min/)
+        await b.logged(/banned 2001:db8:77:1::2 for 20 min/)
         await first.settled()
         await refused(t, b, mode, 6)
         await phoneWorks(t, b, 6)
@@ -293,7 +298,7 @@ else {
         const listed = await cli(b.env, 'bans')
         t.equal(listed.code, 0)
         t.match(listed.out, /198\.18\.1\.2\s+\S+Z\s+8\s+1st\s+wrong password for alice/, '`privatedial bans` lists it')
-        t.match(listed.out, /fd77:0:0:1::2/)
+        t.match(listed.out, /2001:db8:77:1::2/)
         if (mode === 'asterisk')
           t.match(await readFile(join(b.pbx.dir, 'etc', ACL_FILE), 'utf8'), /deny = 198\.18\.1\.2/)
 
@@ -372,7 +377,7 @@ else {
     await scan(b, 4)
     await scan(b, 6)
     // The IPv6 scan came after the IPv4 one, and the service takes events in order.
-    await b.logged(/banned fd77:0:0:1::2 /)
+    await b.logged(/banned 2001:db8:77:1::2 /)
     t.notOk(
       b.log.lines.some((l) => /banned 198\.18\.1\.2/.test(l)),
       'the same attempts from the allowed address did not ban it',

@@ -74,13 +74,42 @@ t.test('each variable changes what it owns in the shipped files', async (t) => {
     ],
     [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'udp', 'bind', ['0.0.0.0:5560']],
     [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'tcp', 'bind', ['0.0.0.0:5560']],
+    [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'udp6', 'bind', ['[::]:5560']],
+    [{ SIP_PORT: '5560' }, 'pjsip_transport.conf', 'tcp6', 'bind', ['[::]:5560']],
     [{ SIP_TLS_PORT: '5561' }, 'pjsip_transport.conf', 'tls', 'bind', ['0.0.0.0:5561']],
+    [{ SIP_TLS_PORT: '5561' }, 'pjsip_transport.conf', 'tls6', 'bind', ['[::]:5561']],
+    [{ TLS_CERT_FILE: '/certs/fullchain.pem' }, 'pjsip_transport.conf', 'tls6', 'cert_file', ['/certs/fullchain.pem']],
+    [{ SIP_DOMAIN: 'example.com' }, 'pjsip_transport.conf', 'udp6', 'domain', ['example.com']],
+    [
+      { SIP_EXTERNAL_HOST: '2001:db8::5' },
+      'pjsip_transport.conf',
+      'udp6',
+      'external_signaling_address',
+      ['2001:db8::5'],
+    ],
+    [{ SIP_EXTERNAL_HOST: '2001:db8::5' }, 'pjsip_transport.conf', 'udp', 'external_signaling_address', ['']],
+    [{ SIP_EXTERNAL_HOST: 'sip.example.com' }, 'pjsip_transport.conf', 'udp6', 'external_signaling_address', ['']],
+    [
+      { SIP_LOCAL_NET: '192.168.0.0/16 fd12:3456::/48' },
+      'pjsip_transport.conf',
+      't_wan6',
+      'local_net',
+      ['fd12:3456::/48'],
+    ],
     [{ TLS_CERT_FILE: '/certs/fullchain.pem' }, 'pjsip_transport.conf', 'tls', 'cert_file', ['/certs/fullchain.pem']],
     [{ TLS_KEY_FILE: '/certs/key.pem' }, 'pjsip_transport.conf', 'tls', 'priv_key_file', ['/certs/key.pem']],
     [{ RTP_PORT_MIN: '10010' }, 'rtp.conf', 'general', 'rtpstart', ['10010']],
     [{ RTP_PORT_MAX: '10050' }, 'rtp.conf', 'general', 'rtpend', ['10050']],
     [{ COUNTRY_CODE: '46' }, 'extensions_local.conf', 'globals', 'CONTRY_CODE', ['46']],
     [{ CONTRY_CODE: '358' }, 'extensions_local.conf', 'globals', 'CONTRY_CODE', ['358']],
+    [
+      { EMERGENCY_NUMBERS: '112 000, 10111' },
+      'extensions_local.conf',
+      'globals',
+      'EMERGENCY_NUMBERS',
+      ['112,000,10111'],
+    ],
+    [{ EMERGENCY_TRUNK: 'itsp:mydoe' }, 'extensions_local.conf', 'globals', 'EMERGENCY_TRUNK', ['itsp:mydoe']],
     [{ SMTP_FROM: 'pbx@example.com' }, 'minivm.conf', 'general', 'emailaddress', ['pbx@example.com']],
   ]
   for (const [env, file, section, key, want] of cases) {
@@ -186,10 +215,13 @@ t.test("an edit keeps the user's comments, order and other keys", async (t) => {
   const f = join(dir, 'pjsip_transport.conf')
   const original = readFileSync(f, 'utf8')
   const bind = getValues(parseConf(original), 't_wan', 'bind')[0]!
+  const bind6 = getValues(parseConf(original), 't_wan6', 'bind')[0]!
   await apply(dir, { SIP_PORT: '5999' })
   t.equal(
     readFileSync(f, 'utf8'),
-    original.replace(`bind = ${bind}`, `bind = ${withPort(bind, '5999')}`),
+    original
+      .replace(`bind = ${bind}`, `bind = ${withPort(bind, '5999')}`)
+      .replace(`bind = ${bind6}`, `bind = ${withPort(bind6, '5999')}`),
     'only the bind line changed',
   )
 })

@@ -50,6 +50,18 @@ const samples: Record<string, { good: [string, string][]; bad: string[] }> = {
     ],
     bad: ['+46', '0046', '4646', '0', 'se'],
   },
+  EMERGENCY_NUMBERS: {
+    good: [
+      ['112', '112'],
+      ['112, 911 000', '112,911,000'],
+      ['000,10111', '000,10111'],
+    ],
+    bad: ['', ' , ', '+112', '1', '1234567', '0046', '0012', '112;911', '11a'],
+  },
+  EMERGENCY_TRUNK: {
+    good: [['itsp:mydoe', 'itsp:mydoe']],
+    bad: ['itsp mydoe', 'a,b', 'x)'],
+  },
   SMTP_HOST: { good: [['mx.example.com', 'mx.example.com']], bad: ['mx.example.com:587', 'mx example', "mx';reboot"] },
   SMTP_PORT: { good: [['587', '587']], bad: ['587a'] },
   SMTP_SECURITY: {

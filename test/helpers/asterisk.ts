@@ -18,6 +18,8 @@ import {
   type Child,
 } from '../../src/asterisk/process.ts'
 import { parseConf, printConf, setValue, type ConfDoc } from '../../src/config/conf.ts'
+import { writeTextTrunks } from '../../src/config/text-trunks.ts'
+import { memoryLogger } from '../../src/base/log.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 export const SHIPPED_CONFIG = resolve(HERE, '../../rootfs/etc/asterisk')
@@ -71,7 +73,11 @@ export async function freePort(also: number[] = []): Promise<number> {
     })
     const ports = [port, ...also.map((o) => port + o)]
     if (ports.some((p) => handedOut.has(p))) continue
-    const free = await Promise.all(ports.flatMap((p) => [bindable(p, 'udp'), bindable(p, 'tcp')]))
+    // The test PBX listens on ::1 too, at the same ports.
+    const hosts = ['127.0.0.1', ...((await hasLoopback6()) ? ['::1'] : [])]
+    const free = await Promise.all(
+      ports.flatMap((p) => hosts.flatMap((h) => [bindable(p, 'udp', h), bindable(p, 'tcp', h)])),
+    )
     if (free.every(Boolean)) {
       for (const p of ports) handedOut.add(p)
       return port
@@ -79,20 +85,24 @@ export async function freePort(also: number[] = []): Promise<number> {
   }
 }
 
-/** Whether nothing holds `port` on 127.0.0.1 for this transport. */
-export function bindable(port: number, transport: 'udp' | 'tcp'): Promise<boolean> {
+/** Whether nothing holds `port` on `host` (a loopback address) for this transport. */
+export function bindable(port: number, transport: 'udp' | 'tcp', host = '127.0.0.1'): Promise<boolean> {
   return new Promise((done) => {
     if (transport === 'udp') {
-      const s = createSocket('udp4')
+      const s = createSocket(host.includes(':') ? 'udp6' : 'udp4')
       s.once('error', () => done(false))
-      s.bind(port, '127.0.0.1', () => s.close(() => done(true)))
+      s.bind(port, host, () => s.close(() => done(true)))
     } else {
       const server = createServer()
       server.once('error', () => done(false))
-      server.listen(port, '127.0.0.1', () => server.close(() => done(true)))
+      server.listen(port, host, () => server.close(() => done(true)))
     }
   })
 }
+
+let loopback6: Promise<boolean> | undefined
+/** Whether this host has IPv6 loopback (::1), where the test PBX's IPv6 transports listen. */
+export const hasLoopback6 = (): Promise<boolean> => (loopback6 ??= bindable(0, 'udp', '::1'))
 
 /**
  * A data dir for Asterisk that sees the root's sounds. Debian links sounds/en to
@@ -233,15 +243,22 @@ export async function prepareAsterisk(binary: AsteriskBinary, opts: AsteriskOpti
   })
   if (binary.root) await linkDataDir(binary.root, join(dir, 'data'))
   await editConf(etc, 'pjsip_transport.conf', (doc) => {
-    setValue(doc, 't_wan', 'bind', `127.0.0.1:${sipPort}`)
-    setValue(doc, 'tls', 'bind', `127.0.0.1:${tlsPort}`)
-    setValue(doc, 'tls', 'cert_file', join(dir, 'ssl/cert.pem'))
-    setValue(doc, 'tls', 'priv_key_file', join(dir, 'ssl/priv_key.pem'))
+    for (const [family, tls, host] of [
+      ['t_wan', 'tls', '127.0.0.1'],
+      ['t_wan6', 'tls6', '[::1]'],
+    ] as const) {
+      setValue(doc, family, 'bind', `${host}:${sipPort}`)
+      setValue(doc, tls, 'bind', `${host}:${tlsPort}`)
+      setValue(doc, tls, 'cert_file', join(dir, 'ssl/cert.pem'))
+      setValue(doc, tls, 'priv_key_file', join(dir, 'ssl/priv_key.pem'))
+    }
   })
   await editConf(etc, 'minivm.conf', (doc) => setValue(doc, 'general', 'mailcmd', join(dir, 'save-mail')))
   for (const [file, edit] of Object.entries(opts.edit ?? {})) await editConf(etc, file, edit)
   for (const [file, text] of Object.entries(opts.append ?? {}))
     await writeFile(join(etc, file), `${await readFile(join(etc, file), 'utf8')}\n${text}`)
+  // As `privatedial run` does before Asterisk starts.
+  await writeTextTrunks(etc, memoryLogger())
 
   return {
     dir,

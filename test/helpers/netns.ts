@@ -1,5 +1,5 @@
 // A small network of the test's own: a namespace for the PBX and one per peer (a scanner, a
-// phone), each peer wired to the PBX by a veth pair with IPv4 and IPv6 (ULA) addresses. The
+// phone), each peer wired to the PBX by a veth pair with IPv4 and IPv6 addresses. The
 // links are made inside the namespaces (never in the machine's own), and everything goes with
 // remove(). Needs root and iproute2.
 import { execFile } from 'node:child_process'
@@ -57,8 +57,9 @@ export interface Lab {
 let made = 0
 
 /**
- * Peer i's link is 198.18.i.0/24 and fd77:0:0:i::/64 (benchmark and unique-local addresses:
- * outside the shipped local_net, so the PBX treats them as the internet), the PBX at .1 / ::1.
+ * Peer i's link is 198.18.i.0/24 and 2001:db8:77:i::/64 (benchmark and documentation addresses:
+ * outside the shipped local_net, which has the unique-local fc00::/7, so the PBX treats them as
+ * the internet), the PBX at .1 / ::1.
  */
 export async function makeLab(names: string[]): Promise<Lab> {
   const id = `pd${process.pid % 100000}x${made++}`
@@ -84,9 +85,9 @@ export async function makeLab(names: string[]): Promise<Lab> {
       const peer: Peer = {
         netns: ns,
         v4: `198.18.${n}.2`,
-        v6: `fd77:0:0:${n}::2`,
+        v6: `2001:db8:77:${n}::2`,
         pbxV4: `198.18.${n}.1`,
-        pbxV6: `fd77:0:0:${n}::1`,
+        pbxV6: `2001:db8:77:${n}::1`,
       }
       await exec('ip', ['-n', pbx, 'link', 'add', `p${n}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
       for (const [space, dev, v4, v6] of [

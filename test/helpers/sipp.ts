@@ -66,17 +66,18 @@ export function parseSipMessage(direction: SipMessage['direction'], raw: string)
 
 /**
  * sipp's -trace_msg file: each message under a dashed line, `UDP message received [N] bytes :` or
- * `UDP message sent (N bytes):`, and an empty line. N is taken at its word: bodies keep their bytes.
+ * `UDP message sent (N bytes):` (sipp 3.6), and an empty line. N is taken at its word: bodies keep their bytes.
  */
 export function parseMessageTrace(trace: Buffer): SipMessage[] {
   const out: SipMessage[] = []
-  const intro = /^\w+ message (sent|received) [[(](\d+)[\])] bytes ?:\n\n/gm
+  const intro = /^\w+ message (sent|received) (?:\[(\d+)\] bytes |\((\d+) bytes\)):\n\n/gm
   const text = trace.toString('latin1')
   for (let m = intro.exec(text); m; m = intro.exec(text)) {
     const start = m.index + m[0].length
-    const raw = trace.subarray(start, start + Number(m[2])).toString('utf8')
+    const length = Number(m[2] ?? m[3])
+    const raw = trace.subarray(start, start + length).toString('utf8')
     out.push(parseSipMessage(m[1] as SipMessage['direction'], raw))
-    intro.lastIndex = start + Number(m[2])
+    intro.lastIndex = start + length
   }
   return out
 }
@@ -88,6 +89,8 @@ export interface SippOptions {
   target: string
   /** The local SIP port; a phone's contact or the trunk's address. */
   port: number
+  /** The local address, for SIP and media: 127.0.0.1 (the default), ::1, or one in `netns`. */
+  host?: string
   /** Scenario keys ([name] in the XML). */
   keys?: Record<string, string>
   /** Credentials for a 401 challenge. */
@@ -97,8 +100,8 @@ export interface SippOptions {
   transport?: 'udp' | 'tcp'
   /** media.pcap in the run dir, which scenarios play once a call is up. */
   media?: Uint8Array
-  /** Send from this address in a network namespace the test made, instead of 127.0.0.1. */
-  netns?: { name: string; address: string }
+  /** Run in this network namespace, one the test made (its address in `host`). */
+  netns?: string
   /** sipp's -timeout: how long the whole run may take (default 90s). */
   timeout?: string
   /** New calls a second (sipp's -r; its default is 10). */
@@ -138,15 +141,16 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   await copyFile(join(SCENARIOS, opts.scenario), scenario)
   await writeFile(join(dir, 'media.pcap'), opts.media ?? rtpPcap([]))
   const mediaPort = await freePort([2])
-  const ip = opts.netns?.address ?? '127.0.0.1'
-  const host = ip.includes(':') ? `[${ip}]` : ip
+  const host = opts.host ?? '127.0.0.1'
+  const hostPort = `${host.includes(':') ? `[${host}]` : host}:${opts.port}`
   const keys: Record<string, string> = {
     user: opts.auth?.user ?? 'sipp',
     from: opts.auth?.user ?? 'sipp',
-    via: `${host}:${opts.port}`,
-    contact: `sip:${opts.auth?.user ?? 'sipp'}@${host}:${opts.port}`,
+    via: hostPort,
+    contact: `sip:${opts.auth?.user ?? 'sipp'}@${hostPort}`,
     expires: '300',
-    sdp_host: ip,
+    sdp_host: host,
+    sdp_family: host.includes(':') ? 'IP6' : 'IP4',
     video: '',
     header: 'X-Test: sipp',
     body: '',
@@ -158,11 +162,11 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '-sf',
     scenario,
     '-i',
-    ip,
+    host,
     '-p',
     String(opts.port),
     '-mi',
-    ip,
+    host,
     '-mp',
     String(mediaPort),
     '-t',
@@ -184,7 +188,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
   ]
   const child = opts.netns
-    ? spawn('ip', ['netns', 'exec', opts.netns.name, bin, ...args], { cwd: dir, stdio: 'ignore' })
+    ? spawn('ip', ['netns', 'exec', opts.netns, bin, ...args], { cwd: dir, stdio: 'ignore' })
     : spawn(bin, args, { cwd: dir, stdio: 'ignore' })
   if (!reaping) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
   reaping = true
@@ -204,7 +208,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   // (In a namespace of its own nothing else takes its port, and what it reaches it calls first.)
   for (
     const deadline = Date.now() + 10_000;
-    !opts.netns && !gone && (await bindable(opts.port, opts.transport ?? 'udp'));
+    !opts.netns && !gone && (await bindable(opts.port, opts.transport ?? 'udp', host));
   ) {
     if (Date.now() > deadline) throw new Error(`sipp ${opts.scenario} did not listen on ${opts.port} within 10 s`)
     await new Promise((r) => setTimeout(r, 20))
@@ -256,8 +260,15 @@ export interface Driver {
   text(from: UserName | 'trunk', to: string, body: string, opts?: Partial<RunOptions>): Promise<SippResult>
 }
 
-export function driver(bin: string, pbx: TestPbx): Driver {
-  const run = (opts: RunOptions) => runSipp(bin, { ...opts, target: pbx.target })
+/** `host`: the address family the phones use, 127.0.0.1 or ::1 (the trunk stays on 127.0.0.1). */
+export function driver(bin: string, pbx: TestPbx, host = '127.0.0.1'): Driver {
+  const target = host.includes(':') ? `[${host}]:${pbx.sipPort}` : pbx.target
+  // The trunk and the WebSMS service are known by their IPv4 address and port.
+  const family = (opts: RunOptions): SippOptions =>
+    opts.port === pbx.trunkPort || opts.port === pbx.websmsPort
+      ? { ...opts, target: pbx.target }
+      : { host, ...opts, target }
+  const run = (opts: RunOptions) => runSipp(bin, family(opts))
   const auth = (user: UserName) => ({ user, password: USERS[user].password })
   const send = async (
     scenario: string,
@@ -276,7 +287,7 @@ export function driver(bin: string, pbx: TestPbx): Driver {
         })
   return {
     run,
-    start: (opts) => startSipp(bin, { ...opts, target: pbx.target }),
+    start: (opts) => startSipp(bin, family(opts)),
     auth,
     phone: async (t, user, keys = {}) => {
       const port = await freePort()

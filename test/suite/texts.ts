@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setValue } from '../../src/config/conf.ts'
-import { startTestPbx, USERS, type UserName } from '../helpers/asterisk.ts'
+import { freePort, startTestPbx, USERS, type UserName } from '../helpers/asterisk.ts'
 import { driver, finalResponses, findTools, requests, TRUNK_CALLER, type SippResult } from '../helpers/sipp.ts'
 
 // Texts with what breaks naive handling: quotes, separators the dial plan parses (, ; = & |),
@@ -35,7 +35,26 @@ else {
   await once(websms, 'listening')
   t.teardown(() => websms.close())
 
+  // A trunk as the spec writes one, authenticating what it sends, and a user of it.
+  const authTrunkPort = await freePort()
+  const frank = { user: 'frank', password: 'frank-pw-8d3s', number: '+12025550106' }
   const pbx = await startTestPbx(tools.asterisk, {
+    append: {
+      'pjsip_endpoint.conf': [
+        '[itsp:auth](w_trunk)',
+        `remote_hosts = 127.0.0.1:${authTrunkPort}`,
+        'sends_auth = yes',
+        'outbound_auth/username = itsp-user',
+        'outbound_auth/password = itsp-pw-5k2j',
+        '[frank](w_term_io)',
+        'endpoint/set_var = TRUNK_ENDPOINT=itsp:auth',
+        `hint_exten = ${frank.number}`,
+        `endpoint/callerid = Frank <${frank.number}>`,
+        `inbound_auth/username = ${frank.user}`,
+        `inbound_auth/password = ${frank.password}`,
+        '',
+      ].join('\n'),
+    },
     edit: {
       'extensions_local.conf': (doc) =>
         setValue(doc, 'globals', 'WEBSMS_API_PORT', String((websms.address() as AddressInfo).port)),
@@ -92,9 +111,31 @@ else {
       got.map((m) => m.body),
       [HOSTILE[1], HOSTILE[4]],
     )
-    // Asterisk names an out-of-dialog request's From after its endpoint, itsp:test here, and keeps
-    // what follows the colon when the dial plan sets the user: sip:<number>:test@... (user, password).
-    for (const m of got) t.match(m.header('From'), new RegExp(`<sip:\\${USERS.alice.number}[:@]`))
+    // The sender's number, nothing appended: not the `:test` of the trunk's name itsp:test, which
+    // Asterisk would keep in the From of a text sent through that endpoint (as a password).
+    for (const m of got)
+      t.match(m.header('From'), new RegExp(`^"Alice Liddell" <sip:\\${USERS.alice.number}@[^>:]+>;tag=`))
+  })
+
+  t.test('a text through a trunk that asks for credentials is sent with them, from the number', async (t) => {
+    const itsp = await start({ scenario: 'uas-message-auth.xml', port: authTrunkPort })
+    const r = await run({
+      scenario: 'uac-message.xml',
+      port: await freePort(),
+      auth: frank,
+      keys: { from: frank.user, to: '+46701234567', body: 'with credentials' },
+    })
+    t.equal(taken(r), 202, r.summary)
+    const got = await itsp.done
+    t.same(
+      got.messages.flatMap((m) => (m.direction === 'sent' && m.status ? [m.status] : [])),
+      [401, 200],
+      `challenged, then taken with the right credentials\n${got.summary}`,
+    )
+    const [first, retry] = requests(got, 'MESSAGE')
+    t.match(retry?.header('Authorization'), /^Digest .*username="itsp-user"/)
+    for (const m of [first, retry])
+      t.match(m?.header('From'), new RegExp(`^"Frank" <sip:\\${frank.number}@[^>:]+>;tag=`))
   })
 
   t.test('neither a w_term_i user nor the trunk can text out through the trunk', async (t) => {
