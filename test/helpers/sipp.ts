@@ -292,7 +292,11 @@ export function driver(bin: string, pbx: TestPbx, host = '127.0.0.1'): Driver {
     phone: async (t, user, keys = {}) => {
       const port = await freePort()
       const r = await run({ scenario: 'uac-register.xml', port, auth: auth(user), keys })
-      t.equal(finalResponses(r, 'REGISTER').at(-1), 200, `${user}'s phone on ${port} registers\n${r.summary}`)
+      t.equal(
+        finalResponses(r, 'REGISTER').at(-1),
+        200,
+        `${user}'s phone on ${port} registers\n${r.summary}\n${r.errors}`,
+      )
       t.teardown(() => run({ scenario: 'uac-register.xml', port, auth: auth(user), keys: { ...keys, expires: '0' } }))
       return port
     },
