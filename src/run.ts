@@ -10,7 +10,7 @@ import { applyToDir } from './config/apply.ts'
 import { readConfTree } from './config/files.ts'
 import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk/dirs.ts'
 import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
-import { reloader, requestFor, type Reloader } from './asterisk/reload.ts'
+import { reloader, requestFor, rxReload, type Reloader } from './asterisk/reload.ts'
 import { asteriskService, type AsteriskService } from './asterisk/service.ts'
 import { logFilesService } from './asterisk/log-files.ts'
 import { banService } from './ban/service.ts'
@@ -348,7 +348,7 @@ function certificateKeeper(
           await ownCert()
           // A TLS listener restarts in place when its files changed: new handshakes get the new
           // certificate, calls and registrations stay up.
-          if (asterisk.state() !== 'down') await ctx.asterisk.rx('module reload res_pjsip.so')
+          if (asterisk.state() !== 'down') await rxReload(ctx.asterisk.rx, 'module reload res_pjsip.so')
           ctx.log.info('Asterisk reloaded res_pjsip for the new certificate')
         },
         { after: first },

@@ -50,6 +50,20 @@ export async function reloadChanged(files: string[], deps: ReloadDeps): Promise<
   return reload(requestFor(files), deps)
 }
 
+/**
+ * Runs a reload command until Asterisk takes it. While one reload runs, Asterisk answers another
+ * with "A module reload request is already in progress" and ignores it (the command succeeds): a
+ * saved file, a new certificate and a ban can ask at once, and none may be lost.
+ */
+export async function rxReload(rx: (command: string) => Promise<string>, command: string, tries = 50): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const out = await rx(command)
+    if (!/already in progress/.test(out)) return
+    if (attempt >= tries) throw new Error(`Asterisk kept answering \`${out.trim()}\` to ${command}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 export async function reload(req: ReloadRequest, deps: ReloadDeps): Promise<boolean> {
   const now = deps.now ?? Date.now
   let problems: string[]
@@ -70,7 +84,7 @@ export async function reload(req: ReloadRequest, deps: ReloadDeps): Promise<bool
   for (const command of req.commands) {
     const t0 = now()
     try {
-      await deps.rx(command)
+      await rxReload(deps.rx, command)
       deps.log.info(`reloaded after ${req.reason}`, { command, ms: now() - t0 })
     } catch (err) {
       deps.log.error(`reload after ${req.reason} failed: ${errorMessage(err)}`, { command })

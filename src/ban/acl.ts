@@ -4,6 +4,8 @@
 // a guesser learns nothing and costs no password check. The file is rewritten whole and PJSIP
 // reloaded (`module reload res_pjsip.so`, as a certificate renewal does): registrations and calls
 // stay up.
+import { errorMessage } from '../base/errors.ts'
+import { rxReload } from '../asterisk/reload.ts'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../base/atomic-write.ts'
@@ -86,11 +88,9 @@ export function aclReloader(confDir: string, asterisk: Pick<AsteriskView, 'rx'>)
         return `the config has ${problems.length} problem(s), first: ${problems[0]}; the bans take effect with the reload that follows the fix`
       passed = state
     }
-    for (let attempt = 1; ; attempt++) {
-      const out = await asterisk.rx('module reload res_pjsip.so')
-      if (!/already in progress/.test(out)) return undefined
-      if (attempt === 50) return `Asterisk kept answering \`${out.trim()}\``
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    return rxReload(asterisk.rx, 'module reload res_pjsip.so').then(
+      () => undefined,
+      (err: unknown) => errorMessage(err),
+    )
   }
 }

@@ -65,3 +65,16 @@ t.test('a check that throws (a symlink loop, an unreadable include) is a logged 
     /ERROR reload: checking the config after a change to pjsip_endpoint\.conf failed: ELOOP/,
   )
 })
+
+t.test('a reload Asterisk ignores because another is under way is asked again until it is taken', async (t) => {
+  const log = memoryLogger('reload')
+  const answers = ['A module reload request is already in progress; please be patient', '']
+  const sent: string[] = []
+  const ok = await reloadChanged(['/c/pjsip_endpoint.conf'], {
+    check: async () => [],
+    rx: async (c) => (sent.push(c), answers.shift() ?? ''),
+    log,
+  })
+  t.equal(ok, true)
+  t.same(sent, ['module reload res_pjsip.so', 'module reload res_pjsip.so'], 'asked twice')
+})
