@@ -1,11 +1,10 @@
 // A real Asterisk on a temporary copy of rootfs/etc/asterisk, for integration tests: its
 // directories moved to a scratch dir, its transports on loopback test ports, run in the
 // foreground as the current user. Found only through ASTERISK_BIN or `asterisk` on PATH.
+import { bindable, freePort, hasLoopback6 } from './ports.ts'
 import { execFile } from 'node:child_process'
-import { createSocket } from 'node:dgram'
 import { existsSync, readdirSync } from 'node:fs'
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -53,56 +52,6 @@ export function findAsterisk(env: NodeJS.ProcessEnv = process.env): AsteriskBina
     root: { dir: top, moddir: join(lib, arch, 'asterisk/modules'), datadir: join(top, 'usr/share/asterisk') },
   }
 }
-
-const handedOut = new Set<number>()
-
-/**
- * A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both), and not handed out before
- * in this process: a trunk's port is reserved long before its sipp binds it. `also`: offsets of
- * ports that must be free with it (sipp's video port is its media port + 2).
- */
-export async function freePort(also: number[] = []): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((done, fail) => {
-      const server = createServer()
-      server.once('error', fail)
-      server.listen(0, '127.0.0.1', () => {
-        const addr = server.address()
-        server.close(() => (addr && typeof addr === 'object' ? done(addr.port) : fail(new Error('no port'))))
-      })
-    })
-    const ports = [port, ...also.map((o) => port + o)]
-    if (ports.some((p) => handedOut.has(p))) continue
-    // The test PBX listens on ::1 too, at the same ports.
-    const hosts = ['127.0.0.1', ...((await hasLoopback6()) ? ['::1'] : [])]
-    const free = await Promise.all(
-      ports.flatMap((p) => hosts.flatMap((h) => [bindable(p, 'udp', h), bindable(p, 'tcp', h)])),
-    )
-    if (free.every(Boolean)) {
-      for (const p of ports) handedOut.add(p)
-      return port
-    }
-  }
-}
-
-/** Whether nothing holds `port` on `host` (a loopback address) for this transport. */
-export function bindable(port: number, transport: 'udp' | 'tcp', host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((done) => {
-    if (transport === 'udp') {
-      const s = createSocket(host.includes(':') ? 'udp6' : 'udp4')
-      s.once('error', () => done(false))
-      s.bind(port, host, () => s.close(() => done(true)))
-    } else {
-      const server = createServer()
-      server.once('error', () => done(false))
-      server.listen(port, host, () => server.close(() => done(true)))
-    }
-  })
-}
-
-let loopback6: Promise<boolean> | undefined
-/** Whether this host has IPv6 loopback (::1), where the test PBX's IPv6 transports listen. */
-export const hasLoopback6 = (): Promise<boolean> => (loopback6 ??= bindable(0, 'udp', '::1'))
 
 /**
  * A data dir for Asterisk that sees the root's sounds. Debian links sounds/en to
@@ -428,3 +377,6 @@ export const USERS = {
 } as const
 
 export type UserName = keyof typeof USERS
+
+// Where the tests have always found them.
+export { bindable, freePort, hasLoopback6 }

@@ -1,8 +1,8 @@
 // Debian's real pebble ACME test CA on loopback, started per test with a generated config, and
 // pebble-challtestsrv as its DNS server so that any name resolves to 127.0.0.1 for HTTP-01.
+import { freePort } from './ports.ts'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { accessSync, constants } from 'node:fs'
-import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 
@@ -23,16 +23,6 @@ export function pebbleMissing(): string | false {
     if (!onPath(cmd)) return `${cmd} is not installed (Debian package "pebble"; .ci/run installs it)`
   }
   return false
-}
-
-/** A port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res))
-  const addr = srv.address()
-  await new Promise((res) => srv.close(res))
-  if (addr === null || typeof addr === 'string') throw new Error(`expected a TCP address, got ${String(addr)}`)
-  return addr.port
 }
 
 // Debian's package ships no test certificate for pebble's HTTPS listener, so each pebble gets one.
@@ -180,3 +170,6 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     stop,
   }
 }
+
+// Where the tests have always found them.
+export { freePort }
