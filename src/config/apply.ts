@@ -2,6 +2,7 @@
 // are pure (planEdits, applyEdits); applyToDir is the thin edge that reads and writes the files.
 import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
 import { readConf } from './files.ts'
+import { recordRewrite } from './seed.ts'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
@@ -273,6 +274,9 @@ export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
     const text = printConf(docs.get(f)!)
     parseConf(text, f)
     await writeFileAtomic(join(confDir, f), text)
+    // A file still as the image shipped it stays the image's with the environment in it: a later
+    // image may replace it (seed), and apply writes the environment in again.
+    await recordRewrite(confDir, f, originals.get(f)!, text)
     log.info(`wrote ${f}`)
   }
   return { changes, warnings, files }
