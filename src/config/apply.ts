@@ -8,6 +8,8 @@ import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
 import { MASK, type Settings } from './settings.ts'
 import type { Logger } from '../base/log.ts'
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 
 export interface Edit {
@@ -216,6 +218,33 @@ export interface ApplyOptions {
   log: Logger
   /** Where the dry-run diff goes. */
   print?: (text: string) => void
+  /** Whether a host name resolves (see `resolvesInDns`); without it, names are written unchecked. */
+  resolves?: (host: string) => Promise<boolean>
+}
+
+/** A DNS lookup as the container's resolver does it. */
+export const resolvesInDns = (host: string): Promise<boolean> =>
+  lookup(host).then(
+    () => true,
+    () => false,
+  )
+
+/**
+ * A SIP_EXTERNAL_HOST that does not resolve (the compose file's placeholder, a typo) is said once,
+ * in words a user can act on, and kept out of Asterisk's config: Asterisk would otherwise log a
+ * dozen ERROR and WARNING lines about it at every start and more at every reload.
+ */
+async function withoutUnresolvable(
+  settings: Settings,
+  resolves: ApplyOptions['resolves'],
+  log: Logger,
+): Promise<Settings> {
+  const external = settings.get('SIP_EXTERNAL_HOST')
+  if (!external || !resolves || isIP(external.value) || (await resolves(external.value))) return settings
+  log.warn(
+    `SIP_EXTERNAL_HOST \`${external.value}\` does not resolve: phones behind NAT will get no audio. Asterisk gets no external address until it does; set SIP_EXTERNAL_HOST to the public name or IP phones reach this host at`,
+  )
+  return new Map([...settings, ['SIP_EXTERNAL_HOST', { ...external, value: '' }]])
 }
 
 export interface ApplyResult {
@@ -230,7 +259,8 @@ export interface ApplyResult {
  * All problems are found before anything is written: bad input changes no file.
  */
 export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
-  const { confDir, settings, log } = opts
+  const { confDir, log } = opts
+  const settings = await withoutUnresolvable(opts.settings, opts.resolves, log)
   const edits = planEdits(settings)
   const docs = new Map<string, ConfDoc>()
   const originals = new Map<string, string>()
