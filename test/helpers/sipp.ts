@@ -97,6 +97,8 @@ export interface SippOptions {
   transport?: 'udp' | 'tcp'
   /** media.pcap in the run dir, which scenarios play once a call is up. */
   media?: Uint8Array
+  /** Send every RTP packet received back where it came from (sipp -rtp_echo). */
+  echo?: boolean
 }
 
 export interface SippResult {
@@ -173,6 +175,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     join(dir, 'errors.log'),
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
+    ...(opts.echo ? ['-rtp_echo'] : []),
   ]
   const child = spawn(bin, args, { cwd: dir, stdio: 'ignore' })
   if (!reaping) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
@@ -241,7 +244,7 @@ export interface Driver {
   text(from: UserName | 'trunk', to: string, body: string, opts?: Partial<RunOptions>): Promise<SippResult>
 }
 
-export function driver(bin: string, pbx: TestPbx): Driver {
+export function driver(bin: string, pbx: Pick<TestPbx, 'target' | 'trunkPort'>): Driver {
   const run = (opts: RunOptions) => runSipp(bin, { ...opts, target: pbx.target })
   const auth = (user: UserName) => ({ user, password: USERS[user].password })
   const send = async (
