@@ -67,3 +67,4 @@ console.log(`privatedial --help: ${help.toFixed(1)} ms (median of 10, whole proc
 defaultAsteriskBin()
 await import('./supervise.ts')
 await import('./websms.ts')
+await import('./image.ts')

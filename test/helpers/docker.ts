@@ -2,11 +2,12 @@
 // scratch copy of the repository under a name no other run uses, and a container's log followed
 // line by line.
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync } from 'node:fs'
+import { cpSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa, type Options, type Result } from 'execa'
+import { freePort } from './asterisk.ts'
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)))
 
@@ -28,7 +29,7 @@ export function findDocker(): { version: string } | string {
 }
 
 /** A copy of the working tree as a user's clone would have it: no node_modules, no .git. */
-export function scratchRepo(): string {
+function scratchRepo(): string {
   const dir = join(mkdtempSync(join(tmpdir(), 'pd-image-')), 'privatedial')
   cpSync(REPO, dir, {
     recursive: true,
@@ -46,7 +47,7 @@ export interface Project {
   container(): Promise<string>
 }
 
-export function composeProject(dir: string, name: string, override: string): Project {
+function composeProject(dir: string, name: string, override: string): Project {
   const compose = (args: string[], opts: Options = {}) =>
     execa('docker', ['compose', '-p', name, '-f', 'docker-compose.yml', '-f', override, ...args], {
       cwd: dir,
@@ -121,4 +122,84 @@ export function followLogs(container: string): LogFollower {
       }),
     stop: () => void child.kill(),
   }
+}
+
+/**
+ * CIDRs covering an IPv4 `subnet` except one `address` in it: as SIP_LOCAL_NET, they make every
+ * container on a bridge local to Asterisk, and the bridge's gateway, where connections from the
+ * host through a published port come from, a phone out on the internet.
+ */
+function subnetExcept(subnet: string, address: string): string[] {
+  const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0)
+  const toIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.')
+  const addr = toInt(address)
+  const out: string[] = []
+  for (let len = Number(subnet.split('/')[1]) + 1; len <= 32; len++) {
+    const size = 2 ** (32 - len)
+    // The half of the enclosing block that does not hold the address.
+    const block = Math.floor(addr / size)
+    out.push(`${toIp((block % 2 ? block - 1 : block + 1) * size)}/${len}`)
+  }
+  return out
+}
+
+export interface ImageProject extends Project {
+  sipPort: number
+  tlsPort: number
+  /** Where the container expects its SMTP server: host.docker.internal, at this port on `gateway`. */
+  smtpPort: number
+  /** The host's end of Docker's default bridge. */
+  gateway: string
+}
+
+/**
+ * The repository's compose project in a scratch copy, with an override that publishes free ports
+ * on 127.0.0.1 only and sets the documented variables as a user behind NAT would. The image is
+ * privatedial-test:$PRIVATEDIAL_TEST_TAG (latest), kept between runs for Docker's build cache.
+ */
+export async function imageProject(name: string): Promise<ImageProject> {
+  const dir = scratchRepo()
+  const [sipPort, tlsPort, smtpPort] = [await freePort(), await freePort(), await freePort()]
+  const RTP_PORTS = 20
+  // Asterisk rounds an odd rtpstart up: the range starts at the first even port above a free
+  // block.
+  const found = await freePort(Array.from({ length: RTP_PORTS + 1 }, (_, i) => i + 1))
+  const rtpMin = found + 1 + ((found + 1) % 2)
+  const rtpMax = rtpMin + RTP_PORTS - 1
+  // The container sits on Docker's default bridge, whose addresses are known before it starts.
+  // Everything from this host through a published port comes from the bridge's gateway (Docker's
+  // proxy): that address plays the phones out on the internet, so SIP_LOCAL_NET is the rest of the
+  // bridge, and SIP_EXTERNAL_HOST the address the phones reach the PBX at. The gateway is also
+  // where the container finds this test's SMTP server, as host.docker.internal.
+  const bridge = (field: string) =>
+    docker(['network', 'inspect', 'bridge', '-f', `{{(index .IPAM.Config 0).${field}}}`])
+  const gateway = await bridge('Gateway')
+  const localNet = subnetExcept(await bridge('Subnet'), gateway).join(',')
+  const override = 'test-override.yml'
+  writeFileSync(
+    `${dir}/${override}`,
+    `services:
+  pbx:
+    image: privatedial-test:\${PRIVATEDIAL_TEST_TAG:-latest}
+    environment:
+      SIP_EXTERNAL_HOST: 127.0.0.1
+      SIP_LOCAL_NET: ${localNet}
+      SIP_PORT: '${sipPort}'
+      SIP_TLS_PORT: '${tlsPort}'
+      RTP_PORT_MIN: '${rtpMin}'
+      RTP_PORT_MAX: '${rtpMax}'
+      SMTP_HOST: host.docker.internal
+      SMTP_PORT: '${smtpPort}'
+      SMTP_SECURITY: none
+    network_mode: bridge
+    extra_hosts:
+      - host.docker.internal:host-gateway
+    ports: !override
+      - 127.0.0.1:${sipPort}:${sipPort}/udp
+      - 127.0.0.1:${sipPort}:${sipPort}/tcp
+      - 127.0.0.1:${tlsPort}:${tlsPort}/tcp
+      - 127.0.0.1:${rtpMin}-${rtpMax}:${rtpMin}-${rtpMax}/udp
+`,
+  )
+  return { ...composeProject(dir, name, override), sipPort, tlsPort, smtpPort, gateway }
 }

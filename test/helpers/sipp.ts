@@ -97,8 +97,6 @@ export interface SippOptions {
   transport?: 'udp' | 'tcp'
   /** media.pcap in the run dir, which scenarios play once a call is up. */
   media?: Uint8Array
-  /** Send every RTP packet received back where it came from (sipp -rtp_echo). */
-  echo?: boolean
 }
 
 export interface SippResult {
@@ -175,7 +173,6 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     join(dir, 'errors.log'),
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
-    ...(opts.echo ? ['-rtp_echo'] : []),
   ]
   const child = spawn(bin, args, { cwd: dir, stdio: 'ignore' })
   if (!reaping) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
