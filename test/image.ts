@@ -205,11 +205,10 @@ else {
     appendFileSync(`${etc}/extensions.conf`, '; fixed in a later image\n')
     appendFileSync(`${etc}/pjsip_wizard.conf`, '; fixed in a later image\n')
     writeFileSync(`${etc}/new_in_this_image.conf`, '; a file this image adds\n')
-    const env = { ...process.env, PRIVATEDIAL_TEST_TAG: 'upgraded' }
     const up = await compose(['up', '-d', '--build', '--wait', '--wait-timeout', '180'], {
       reject: false,
       all: true,
-      env,
+      env: { PRIVATEDIAL_TEST_TAG: 'upgraded' },
     })
     t.equal(up.exitCode, 0, String(up.all).split('\n').slice(-20).join('\n'))
     await started()

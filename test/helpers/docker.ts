@@ -2,12 +2,12 @@
 // scratch copy of the repository under a name no other run uses, and a container's log followed
 // line by line.
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { execa, type Options, type Result } from 'execa'
-import { freePort } from './asterisk.ts'
+import { bindable, freePort } from './asterisk.ts'
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)))
 
@@ -52,8 +52,8 @@ function composeProject(dir: string, name: string, override: string): Project {
     execa('docker', ['compose', '-p', name, '-f', 'docker-compose.yml', '-f', override, ...args], {
       cwd: dir,
       // The legacy builder: BuildKit needs buildx, which the engine setup does not install.
-      env: { DOCKER_BUILDKIT: '0', COMPOSE_BAKE: 'false' },
       ...opts,
+      env: { DOCKER_BUILDKIT: '0', COMPOSE_BAKE: 'false', ...opts.env },
     }) as Promise<Result>
   return {
     name,
@@ -157,15 +157,28 @@ export interface ImageProject extends Project {
  * on 127.0.0.1 only and sets the documented variables as a user behind NAT would. The image is
  * privatedial-test:$PRIVATEDIAL_TEST_TAG (latest), kept between runs for Docker's build cache.
  */
+/** `n` consecutive ports, the first even, free for UDP and TCP, below the ephemeral range. */
+async function freeBlock(n: number): Promise<number> {
+  const ephemeral = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0])
+  for (let tries = 0; tries < 100; tries++) {
+    const start = 2 * Math.floor((10_000 + Math.random() * (ephemeral - 10_000 - n)) / 2)
+    const ports = Array.from({ length: n }, (_, i) => start + i)
+    const free = await Promise.all(ports.flatMap((p) => [bindable(p, 'udp'), bindable(p, 'tcp')]))
+    if (free.every(Boolean)) return start
+  }
+  throw new Error(`no ${n} free ports in a row below ${ephemeral}`)
+}
+
 export async function imageProject(name: string): Promise<ImageProject> {
   const dir = scratchRepo()
-  const [sipPort, tlsPort, smtpPort] = [await freePort(), await freePort(), await freePort()]
+  // The published ports are free again each time the container goes (down, a new image): from
+  // below the kernel's ephemeral range, so no other program's socket takes one meanwhile.
+  // Asterisk rounds an odd rtpstart up, so the RTP range starts even.
   const RTP_PORTS = 20
-  // Asterisk rounds an odd rtpstart up: the range starts at the first even port above a free
-  // block.
-  const found = await freePort(Array.from({ length: RTP_PORTS + 1 }, (_, i) => i + 1))
-  const rtpMin = found + 1 + ((found + 1) % 2)
+  const base = await freeBlock(RTP_PORTS + 2)
+  const [sipPort, tlsPort, rtpMin] = [base, base + 1, base + 2]
   const rtpMax = rtpMin + RTP_PORTS - 1
+  const smtpPort = await freePort()
   // The container sits on Docker's default bridge, whose addresses are known before it starts.
   // Everything from this host through a published port comes from the bridge's gateway (Docker's
   // proxy): that address plays the phones out on the internet, so SIP_LOCAL_NET is the rest of the
