@@ -2,6 +2,8 @@
 // start healthy, how soon a saved pjsip_endpoint.conf is live, and the container's memory at idle
 // with two registered phones. Run through the repository's compose file as test/image.ts does.
 import { readFileSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { parseConf, printConf, setValue } from '../src/config/conf.ts'
 import { freePort, USERS } from '../test/helpers/asterisk.ts'
 import { docker, findDocker, followLogs, imageProject } from '../test/helpers/docker.ts'
@@ -54,9 +56,17 @@ else {
       if (finalResponses(r, 'REGISTER').at(-1) !== 200) throw new Error(`${user} did not register\n${r.summary}`)
     }
     const memory = await docker(['stats', '--no-stream', '--format', '{{.MemUsage}}', container])
-    console.log(`container memory at idle, two phones registered: ${memory.split(' / ')[0]} (docker stats)`)
+    const rss = (await docker(['top', container, '-eo', 'pid,rss,comm']))
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .map(([, kb, comm]) => `${comm} ${Math.round(Number(kb) / 1024)} MB`)
+    console.log(
+      `container memory at idle, two phones registered: ${memory.split(' / ')[0]} (docker stats); RSS: ${rss.join(', ')}`,
+    )
     logs.stop()
   } finally {
     await compose(['down', '--volumes', '--timeout', '1'], { reject: false })
+    await rm(dirname(dir), { recursive: true, force: true })
   }
 }

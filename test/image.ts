@@ -5,6 +5,8 @@
 // One compose project, in a scratch copy of the repository, serves the subtests in order.
 import t, { type Test } from 'tap'
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { connect } from 'node:tls'
 import { parseConf, printConf, setValue } from '../src/config/conf.ts'
 import { freePort, USERS } from './helpers/asterisk.ts'
@@ -38,6 +40,7 @@ else {
     logs?.stop()
     await compose(['down', '--volumes', '--timeout', '1'], { reject: false })
     await docker(['image', 'rm', 'privatedial-test:upgraded'], { reject: false })
+    await rm(dirname(dir), { recursive: true, force: true })
   })
   const started = async () => {
     container = await project.container()
@@ -281,7 +284,7 @@ else {
     const code = await docker(['run', '--name', bad, '-e', 'SIP_PORT=99999', image], { reject: false }).then(() =>
       docker(['inspect', '-f', '{{.State.ExitCode}}', bad]),
     )
-    t.teardown(() => docker(['rm', '-f', bad], { reject: false }))
+    t.teardown(() => docker(['rm', '--force', '--volumes', bad], { reject: false }))
     t.equal(code, '78', 'exit 78: configuration error')
     t.match(await docker(['logs', bad], { all: true }), /SIP_PORT.*99999/, 'the log names the variable and its value')
   })

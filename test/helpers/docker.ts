@@ -157,22 +157,25 @@ export interface ImageProject extends Project {
  * on 127.0.0.1 only and sets the documented variables as a user behind NAT would. The image is
  * privatedial-test:$PRIVATEDIAL_TEST_TAG (latest), kept between runs for Docker's build cache.
  */
-/** `n` consecutive ports, the first even, free for UDP and TCP, below the ephemeral range. */
+/**
+ * `n` consecutive ports, the first even, free for UDP and TCP, above the kernel's ephemeral range
+ * (no other program's socket lands there by chance) and above where test suites pick theirs.
+ */
 async function freeBlock(n: number): Promise<number> {
-  const ephemeral = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0])
+  const above = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[1]) + 1
   for (let tries = 0; tries < 100; tries++) {
-    const start = 2 * Math.floor((10_000 + Math.random() * (ephemeral - 10_000 - n)) / 2)
+    const start = 2 * Math.floor((above + Math.random() * (65_536 - above - n)) / 2)
     const ports = Array.from({ length: n }, (_, i) => start + i)
     const free = await Promise.all(ports.flatMap((p) => [bindable(p, 'udp'), bindable(p, 'tcp')]))
     if (free.every(Boolean)) return start
   }
-  throw new Error(`no ${n} free ports in a row below ${ephemeral}`)
+  throw new Error(`no ${n} free ports in a row above ${above - 1}`)
 }
 
 export async function imageProject(name: string): Promise<ImageProject> {
   const dir = scratchRepo()
   // The published ports are free again each time the container goes (down, a new image): from
-  // below the kernel's ephemeral range, so no other program's socket takes one meanwhile.
+  // outside the kernel's ephemeral range, so no other program's socket takes one meanwhile.
   // Asterisk rounds an odd rtpstart up, so the RTP range starts even.
   const RTP_PORTS = 20
   const base = await freeBlock(RTP_PORTS + 2)
