@@ -30,7 +30,8 @@ COPY rootfs/etc/asterisk/modules.conf /tmp/modules.conf
 # libraries instead of carrying its own. Debian's asterisk-modules package links every module
 # Asterisk has; the libraries that only modules we never load pull in (net-snmp and with it perl,
 # codec2) and GnuPG (a dependency of a mail library's signature support we don't use) are removed
-# with their modules, and the build fails if a module we load lost a library.
+# with their modules, and the build fails if a module we load lost a library. (An image built
+# FROM this one that runs apt-get install is first told to `apt-get -f install`, which puts them back.)
 RUN set -eux; \
     printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
       'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' 'path-exclude /usr/share/locale/*' \
