@@ -26,28 +26,10 @@ if [ -x "$wrapper" ] && [ -e "$root/.complete" ]; then
 fi
 [ -z "$find_only" ] || { log "no Asterisk root at $root (make one: scripts/asterisk-root.sh)"; exit 1; }
 
-[ "$(id -u)" = 0 ] || { log "debootstrap needs root; not making $root"; exit 2; }
-command -v debootstrap >/dev/null || { log "debootstrap is not installed (apt-get install debootstrap)"; exit 2; }
-
-# The mirror is the one this machine's apt already uses, so the repository names none.
-mirror=$(
-  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
-  } | grep -v -e security -e '^$' | grep -m1 -i debian || true
-)
-[ -n "$mirror" ] || { log "no Debian mirror found in /etc/apt sources"; exit 2; }
-
-arch=$(dpkg --print-architecture)
+. "$(dirname "$0")/debian-sid.sh"
 tmp="$root.tmp.$$"
-rm -rf "$tmp"
-mkdir -p "$(dirname "$root")"
-log "debootstrap sid ($arch) from the machine's Debian mirror into $tmp"
-if ! debootstrap --variant=minbase --arch="$arch" --include="$packages" sid "$tmp" "$mirror" >"$tmp.log" 2>&1; then
-  tail -n 20 "$tmp.log" >&2
-  log "debootstrap failed; log at $tmp.log"
-  exit 1
-fi
-rm -f "$tmp.log"
+log "debootstrap sid from the machine's Debian mirror into $tmp"
+sid_debootstrap "$tmp" "$packages" || { status=$?; log "not making $root"; exit "$status"; }
 
 # Asterisk's packaged config is not ours; the tests always pass -C with their own.
 loader=$(cd "$tmp" && for f in lib64/ld-linux-*.so.* lib/ld-linux-*.so.*; do [ -e "$f" ] && { echo "$f"; break; }; done)

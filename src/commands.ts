@@ -41,7 +41,7 @@ const COMMANDS: Record<string, Command> = {
     },
     async run(ctx, values) {
       const { seed } = await import('./config/seed.ts')
-      const { applyToDir } = await import('./config/apply.ts')
+      const { applyToDir, resolvesInDns } = await import('./config/apply.ts')
       const dryRun = values['dry-run'] === true
       if (!dryRun) await seed({ confDir: ctx.confDir, log: ctx.log.child('seed') })
       await applyToDir({
@@ -50,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
         dryRun,
         log: ctx.log.child('apply'),
         print: ctx.out,
+        resolves: resolvesInDns,
       })
       if (!dryRun) {
         const { writeTextTrunks } = await import('./config/text-trunks.ts')

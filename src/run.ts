@@ -6,7 +6,7 @@ import { chown, mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { certOptions, tlsFilesOf } from './cert/config.ts'
 import { ensureCertificate, keepCertificateFresh, type CertOptions, type CertResult } from './cert/keeper.ts'
-import { applyToDir } from './config/apply.ts'
+import { applyToDir, resolvesInDns } from './config/apply.ts'
 import { readConfTree } from './config/files.ts'
 import { prepareAsteriskDirs, unreadableByAsterisk, type Account } from './asterisk/dirs.ts'
 import { notExecutable, type AsteriskTarget } from './asterisk/process.ts'
@@ -85,7 +85,7 @@ export async function run(opts: RunOptions): Promise<number> {
   // Seed before apply (apply edits the seeded files) and check after apply (check what Asterisk
   // will read). A config error stops here, before anything runs.
   await seed({ confDir, log: phase('seed') })
-  await applyToDir({ confDir, settings, log: phase('apply') })
+  await applyToDir({ confDir, settings, log: phase('apply'), resolves: resolvesInDns })
   await writeTextTrunks(confDir, phase('apply'))
   const { problems, warnings, files, endpoints } = await configProblems()
   if (problems.length) throw new ConfigError(problems)
@@ -203,7 +203,7 @@ export async function run(opts: RunOptions): Promise<number> {
   const onInt = onSignal('SIGINT')
   const onHup = () => {
     log.info('received SIGHUP; applying the environment again and reloading Asterisk')
-    void applyToDir({ confDir, settings, log: phase('apply') }).then(
+    void applyToDir({ confDir, settings, log: phase('apply'), resolves: resolvesInDns }).then(
       () => reloads.request({ reason: 'SIGHUP', commands: ['core reload'] }),
       (err: Error) => reloadLog.error(`SIGHUP: applying the environment failed, nothing reloaded: ${err.message}`),
     )

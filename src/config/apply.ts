@@ -2,12 +2,14 @@
 // are pure (planEdits, applyEdits); applyToDir is the thin edge that reads and writes the files.
 import { getValues, parseConf, printConf, resolveValues, sections, setValues, type ConfDoc } from './conf.ts'
 import { readConf } from './files.ts'
+import { recordRewrite } from './seed.ts'
 import { writeFileAtomic } from '../base/atomic-write.ts'
 import { joinHostPort, splitHostPort } from '../base/host-port.ts'
 import { ConfigError } from '../base/errors.ts'
 import { isMinivmSend, mailcmdWords, quoteMailcmd } from './mailcmd.ts'
 import { FAMILIES, MASK, SETTINGS, type Settings, type Write } from './settings.ts'
 import type { Logger } from '../base/log.ts'
+import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 
@@ -243,6 +245,40 @@ export interface ApplyOptions {
   log: Logger
   /** Where the dry-run diff goes. */
   print?: (text: string) => void
+  /** Whether a host name resolves (see `resolvesInDns`); without it, names are written unchecked. */
+  resolves?: (host: string) => Promise<boolean>
+}
+
+/**
+ * A DNS lookup as the container's resolver does it. A resolver that does not answer within 3 s
+ * holds up no start: the name is kept, as Asterisk would try it itself.
+ */
+export const resolvesInDns = (host: string, timeoutMs = 3000): Promise<boolean> => {
+  let timer: NodeJS.Timeout | undefined
+  const slow = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs)))
+  const answer = lookup(host).then(
+    () => true,
+    () => false,
+  )
+  return Promise.race([answer, slow]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * A SIP_EXTERNAL_HOST that does not resolve (the compose file's placeholder, a typo) is said once,
+ * in words a user can act on, and kept out of Asterisk's config: Asterisk would otherwise log a
+ * dozen ERROR and WARNING lines about it at every start and more at every reload.
+ */
+async function withoutUnresolvable(
+  settings: Settings,
+  resolves: ApplyOptions['resolves'],
+  log: Logger,
+): Promise<Settings> {
+  const external = settings.get('SIP_EXTERNAL_HOST')
+  if (!external || !resolves || isIP(external.value) || (await resolves(external.value))) return settings
+  log.warn(
+    `SIP_EXTERNAL_HOST \`${external.value}\` does not resolve: phones behind NAT will get no audio. Asterisk gets no external address until it does; set SIP_EXTERNAL_HOST to the public name or IP phones reach this host at`,
+  )
+  return new Map([...settings, ['SIP_EXTERNAL_HOST', { ...external, value: '' }]])
 }
 
 export interface ApplyResult {
@@ -257,7 +293,8 @@ export interface ApplyResult {
  * All problems are found before anything is written: bad input changes no file.
  */
 export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
-  const { confDir, settings, log } = opts
+  const { confDir, log } = opts
+  const settings = await withoutUnresolvable(opts.settings, opts.resolves, log)
   const edits = planEdits(settings)
   const docs = new Map<string, ConfDoc>()
   const originals = new Map<string, string>()
@@ -301,6 +338,9 @@ export async function applyToDir(opts: ApplyOptions): Promise<ApplyResult> {
     const text = printConf(docs.get(f)!)
     parseConf(text, f)
     await writeFileAtomic(join(confDir, f), text)
+    // A file still as the image shipped it stays the image's with the environment in it: a later
+    // image may replace it (seed), and apply writes the environment in again.
+    await recordRewrite(confDir, f, originals.get(f)!, text)
     log.info(`wrote ${f}`)
   }
   return { changes, warnings, files }

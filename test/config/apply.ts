@@ -286,3 +286,37 @@ t.test('withPort keeps the address', async (t) => {
   t.equal(withPort('[::]:5060', '5560'), '[::]:5560')
   t.equal(withPort('::', '5560'), '[::]:5560')
 })
+
+t.test('a SIP_EXTERNAL_HOST that does not resolve is said once and kept out of Asterisk', async (t) => {
+  const run = async (env: NodeJS.ProcessEnv, resolves: (host: string) => Promise<boolean>) => {
+    const dir = confCopy()
+    const log = memoryLogger('apply')
+    const asked: string[] = []
+    await applyToDir({
+      confDir: dir,
+      settings: settingsOf(env),
+      log,
+      resolves: (h) => (asked.push(h), resolves(h)),
+    })
+    const values = (key: string) => getValues(doc(dir, 'pjsip_transport.conf'), 't_wan', key)
+    return {
+      log: log.lines,
+      asked,
+      signaling: values('external_signaling_address'),
+      media: values('external_media_address'),
+    }
+  }
+  const missing = await run({ SIP_EXTERNAL_HOST: 'sip.example.com' }, async () => false)
+  t.same(missing.asked, ['sip.example.com'])
+  const warned = missing.log.filter((l) => / WARN /.test(l))
+  t.equal(warned.length, 1, 'one line')
+  t.match(warned[0], /SIP_EXTERNAL_HOST `sip\.example\.com` does not resolve: phones behind NAT will get no audio/)
+  t.same([missing.signaling, missing.media], [[''], ['']], 'Asterisk is given no name to look up')
+
+  const found = await run({ SIP_EXTERNAL_HOST: 'pbx.example.org' }, async () => true)
+  t.same([found.signaling, found.media], [['pbx.example.org'], ['pbx.example.org']])
+  t.notMatch(found.log.join('\n'), / WARN /)
+  const ip = await run({ SIP_EXTERNAL_HOST: '203.0.113.7' }, async () => false)
+  t.same(ip.asked, [], 'an address is not looked up')
+  t.same(ip.signaling, ['203.0.113.7'])
+})

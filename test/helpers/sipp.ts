@@ -260,8 +260,15 @@ export interface Driver {
   text(from: UserName | 'trunk', to: string, body: string, opts?: Partial<RunOptions>): Promise<SippResult>
 }
 
-/** `host`: the address family the phones use, 127.0.0.1 or ::1 (the trunk stays on 127.0.0.1). */
-export function driver(bin: string, pbx: TestPbx, host = '127.0.0.1'): Driver {
+/**
+ * `host`: the address family the phones use, 127.0.0.1 or ::1 (the trunk stays on 127.0.0.1). A
+ * PBX in a container is known by its published address alone.
+ */
+export function driver(
+  bin: string,
+  pbx: Pick<TestPbx, 'target' | 'trunkPort'> & Partial<Pick<TestPbx, 'sipPort' | 'websmsPort'>>,
+  host = '127.0.0.1',
+): Driver {
   const target = host.includes(':') ? `[${host}]:${pbx.sipPort}` : pbx.target
   // The trunk and the WebSMS service are known by their IPv4 address and port.
   const family = (opts: RunOptions): SippOptions =>

@@ -1,4 +1,4 @@
-// A real SMTP server on 127.0.0.1 that keeps every message it accepts, for tests of mail senders.
+// A real SMTP server (on 127.0.0.1 unless told) that keeps every message it accepts, for tests of mail senders.
 import { readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
@@ -24,6 +24,8 @@ export interface SinkOptions {
   port?: number
   /** Awaited after a message's data arrived and before the server's reply: a slow server. */
   beforeReply?: () => Promise<void>
+  /** The address to listen on: 127.0.0.1, or the host's end of a Docker bridge for a container. */
+  host?: string
   /** Refuse every message with this reply, at RCPT TO or after DATA. */
   refuse?: { at: 'rcpt' | 'data'; code: number; text: string }
 }
@@ -93,7 +95,7 @@ export async function startSmtpSink(opts: SinkOptions): Promise<Sink> {
   server.on('error', () => {})
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject)
-    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve())
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve())
   })
   return {
     port: (server.server.address() as AddressInfo).port,
