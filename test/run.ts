@@ -116,6 +116,17 @@ else {
     owner.teardown(() => pbx.remove())
     return { pbx, ...startRun(owner, pbx, extra) }
   }
+  /** Dave's phone (a phone that takes texts), registered at `pbx`, closed at the end of `owner`. */
+  const davesPhone = async (owner: Test, pbx: TestPbxFiles) => {
+    const dave = await startPhone({
+      target: { host: '127.0.0.1', port: pbx.sipPort },
+      user: 'dave',
+      password: USERS.dave.password,
+    })
+    owner.teardown(() => dave.close())
+    owner.equal(await dave.register(), 200, "dave's phone registers")
+    return dave
+  }
   const env = runEnv(conf)
   const main = startRun(t, conf)
   const { proc, waitFor } = main
@@ -425,13 +436,7 @@ else {
       })
       t.match(listed.stdout, /^dave\s+1\s+1\s/m, 'privatedial texts lists it')
       t.notOk(listed.stdout.includes('call me'), 'without its body')
-      const dave = await startPhone({
-        target: { host: '127.0.0.1', port: pbx.sipPort },
-        user: 'dave',
-        password: USERS.dave.password,
-      })
-      t.teardown(() => dave.close())
-      t.equal(await dave.register(), 200)
+      const dave = await davesPhone(t, pbx)
       const [m] = await dave.waitForTexts(1)
       t.equal(m?.body, 'call me 📞')
       t.match(m?.header('From'), `<sip:${USERS.alice.number}@`, "from alice's number")
@@ -478,13 +483,7 @@ else {
       }
       const second = await up()
       t.match(second.output(), /1 stored text\(s\) waiting/, 'the restarted run has the text')
-      const dave = await startPhone({
-        target: { host: '127.0.0.1', port: pbx.sipPort },
-        user: 'dave',
-        password: USERS.dave.password,
-      })
-      t.teardown(() => dave.close())
-      t.equal(await dave.register(), 200)
+      const dave = await davesPhone(t, pbx)
       await dave.waitForTexts(1)
       await second.waitFor(/texts: sent 1 stored text/)
       second.proc.kill('SIGTERM')
