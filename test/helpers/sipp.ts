@@ -145,6 +145,8 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     to: '',
     ...opts.keys,
   }
+  keys.ruri ??= `sip:${keys.to}@${opts.target}`
+  keys.to_uri ??= `<sip:${keys.to}@${opts.target.replace(/:\d+$/, '')}>`
   const args = [
     opts.target,
     '-sf',
