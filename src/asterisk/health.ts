@@ -1,6 +1,8 @@
-// `privatedial health`: healthy when Asterisk answers its remote console and every transport the
-// config defines is up (a transport whose bind failed is missing from `pjsip show transports`).
+// `privatedial health`: healthy when Asterisk answers its remote console, every transport the
+// config defines is up (a transport whose bind failed is missing from `pjsip show transports`) and
+// every trunk that registers with its ITSP is registered (else the ITSP's calls don't arrive).
 import { rx, type AsteriskTarget } from './process.ts'
+import { describeRegistrations, trunkRegistrations } from './registrations.ts'
 import { sections, templateResolver, type ConfDoc } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
 
@@ -15,7 +17,7 @@ export function definedTransports(docs: ConfDoc[]): string[] {
 
 /** Transport names from `pjsip show transports` output (lines `Transport:  <name>  <type> ...`). */
 export function listedTransports(output: string): string[] {
-  return [...output.matchAll(/^Transport:\s+(\S+)\s+(?!<)/gm)].map((m) => m[1]!)
+  return [...output.matchAll(/^Transport:\s+(?!<)(\S+)/gm)].map((m) => m[1]!)
 }
 
 export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: string }> {
@@ -32,5 +34,13 @@ export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: 
   if (!want.length) return { ok: false, detail: `no transport is defined in ${t.confDir}/pjsip.conf or its includes` }
   if (missing.length)
     return { ok: false, detail: `transport(s) not up: ${missing.join(', ')} (up: ${have.join(', ') || 'none'})` }
-  return { ok: true, detail: `Asterisk answers; transports up: ${have.join(', ')}` }
+  const up = `Asterisk answers; transports up: ${have.join(', ')}`
+  let regs
+  try {
+    regs = await trunkRegistrations(t.confDir, await rx(t, 'pjsip show registrations', 5000))
+  } catch (err) {
+    return { ok: false, detail: `${up}; registrations not known: ${(err as Error).message}` }
+  }
+  if (!regs.length) return { ok: true, detail: up }
+  return { ok: regs.every((r) => r.status === 'Registered'), detail: `${up}; ${describeRegistrations(regs)}` }
 }

@@ -1,6 +1,7 @@
 // Runs sipp scenarios (test/fixtures/sipp/*.xml) as phones and trunks against the test Asterisk,
 // and hands back every SIP message each one sent and received, for the test to assert on.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -70,13 +71,14 @@ export function parseSipMessage(direction: SipMessage['direction'], raw: string)
  */
 export function parseMessageTrace(trace: Buffer): SipMessage[] {
   const out: SipMessage[] = []
-  const intro = /^\w+ message (sent|received) [[(](\d+)[\])] bytes ?:\n\n/gm
+  const intro = /^\w+ message (sent|received) (?:\[(\d+)\] bytes :|\((\d+) bytes\):)\n\n/gm
   const text = trace.toString('latin1')
   for (let m = intro.exec(text); m; m = intro.exec(text)) {
     const start = m.index + m[0].length
-    const raw = trace.subarray(start, start + Number(m[2])).toString('utf8')
+    const length = Number(m[2] ?? m[3])
+    const raw = trace.subarray(start, start + length).toString('utf8')
     out.push(parseSipMessage(m[1] as SipMessage['direction'], raw))
-    intro.lastIndex = start + Number(m[2])
+    intro.lastIndex = start + length
   }
   return out
 }
@@ -209,6 +211,31 @@ export function finalResponses(r: SippResult, method: string): number[] {
 /** The requests of `method` received. */
 export function requests(r: SippResult, method: string): SipMessage[] {
   return r.messages.filter((m) => m.direction === 'received' && m.method === method)
+}
+
+/** The fields of a Digest challenge or answer header: realm="x", nc=00000001 ... */
+export function digestFields(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const m of (header ?? '').replace(/^Digest\s+/i, '').matchAll(/(\w+)=(?:"([^"]*)"|([^,\s]+))/g))
+    out[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? ''
+  return out
+}
+
+/**
+ * Whether `request` (received by sipp) answers the digest challenge in its Authorization or
+ * Proxy-Authorization header with `user` and `password`, by RFC 7616 (MD5 or SHA-256, qop auth
+ * or none), and with the algorithm asked for.
+ */
+export function digestAnswers(request: SipMessage, user: string, password: string, algorithm: string): boolean {
+  const f = digestFields(request.header('Authorization') ?? request.header('Proxy-Authorization'))
+  const name = { MD5: 'md5', 'SHA-256': 'sha256' }[algorithm]
+  if (!name || (f.algorithm ?? 'MD5').toUpperCase() !== algorithm) return false
+  const h = (s: string) => createHash(name).update(s).digest('hex')
+  const ha1 = h(`${user}:${f.realm}:${password}`)
+  const ha2 = h(`${request.method}:${f.uri}`)
+  const expected =
+    f.qop === 'auth' ? h(`${ha1}:${f.nonce}:${f.nc}:${f.cnonce}:auth:${ha2}`) : h(`${ha1}:${f.nonce}:${ha2}`)
+  return f.username === user && f.response === expected
 }
 
 /** Runs a scenario to its end. */
