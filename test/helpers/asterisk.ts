@@ -79,17 +79,17 @@ export async function freePort(also: number[] = []): Promise<number> {
   }
 }
 
-/** Whether nothing holds `port` on 127.0.0.1 for this transport. */
-export function bindable(port: number, transport: 'udp' | 'tcp'): Promise<boolean> {
+/** Whether nothing holds `port` on `host` (a loopback address) for this transport. */
+export function bindable(port: number, transport: 'udp' | 'tcp', host = '127.0.0.1'): Promise<boolean> {
   return new Promise((done) => {
     if (transport === 'udp') {
       const s = createSocket('udp4')
       s.once('error', () => done(false))
-      s.bind(port, '127.0.0.1', () => s.close(() => done(true)))
+      s.bind(port, host, () => s.close(() => done(true)))
     } else {
       const server = createServer()
       server.once('error', () => done(false))
-      server.listen(port, '127.0.0.1', () => server.close(() => done(true)))
+      server.listen(port, host, () => server.close(() => done(true)))
     }
   })
 }

@@ -90,6 +90,8 @@ export interface SippOptions {
   target: string
   /** The local SIP port; a phone's contact or the trunk's address. */
   port: number
+  /** The local address, for SIP and media: 127.0.0.1 unless another loopback address is given. */
+  host?: string
   /** Scenario keys ([name] in the XML). */
   keys?: Record<string, string>
   /** Credentials for a 401 challenge. */
@@ -134,13 +136,14 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   await copyFile(join(SCENARIOS, opts.scenario), scenario)
   await writeFile(join(dir, 'media.pcap'), opts.media ?? rtpPcap([]))
   const mediaPort = await freePort([2])
+  const host = opts.host ?? '127.0.0.1'
   const keys: Record<string, string> = {
     user: opts.auth?.user ?? 'sipp',
     from: opts.auth?.user ?? 'sipp',
-    via: `127.0.0.1:${opts.port}`,
-    contact: `sip:${opts.auth?.user ?? 'sipp'}@127.0.0.1:${opts.port}`,
+    via: `${host}:${opts.port}`,
+    contact: `sip:${opts.auth?.user ?? 'sipp'}@${host}:${opts.port}`,
     expires: '300',
-    sdp_host: '127.0.0.1',
+    sdp_host: host,
     video: '',
     header: 'X-Test: sipp',
     body: '',
@@ -154,11 +157,11 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '-sf',
     scenario,
     '-i',
-    '127.0.0.1',
+    host,
     '-p',
     String(opts.port),
     '-mi',
-    '127.0.0.1',
+    host,
     '-mp',
     String(mediaPort),
     '-t',
@@ -194,7 +197,7 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
   // Listening: its port is taken. A sipp that exits first (bad scenario, port in use) ends the wait.
   let gone = false
   void exited.then(() => (gone = true))
-  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp'));) {
+  for (const deadline = Date.now() + 10_000; !gone && (await bindable(opts.port, opts.transport ?? 'udp', host));) {
     if (Date.now() > deadline) throw new Error(`sipp ${opts.scenario} did not listen on ${opts.port} within 10 s`)
     await new Promise((r) => setTimeout(r, 20))
   }
