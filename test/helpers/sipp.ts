@@ -101,6 +101,10 @@ export interface SippOptions {
   transport?: 'udp' | 'tcp'
   /** media.pcap in the run dir, which scenarios play once a call is up. */
   media?: Uint8Array
+  /** More sipp arguments (a call rate, statistics for a benchmark). */
+  args?: string[]
+  /** Keep every message for SippResult.messages (default); a benchmark's thousands of calls don't. */
+  trace?: boolean
 }
 
 export interface SippResult {
@@ -172,14 +176,13 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     '90s',
     '-timeout_error',
     '-nostdin',
-    '-trace_msg',
-    '-message_file',
-    join(dir, 'messages.log'),
+    ...(opts.trace === false ? [] : ['-trace_msg', '-message_file', join(dir, 'messages.log')]),
     '-trace_err',
     '-error_file',
     join(dir, 'errors.log'),
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
+    ...(opts.args ?? []),
   ]
   const child = spawn(bin, args, { cwd: dir, stdio: 'ignore' })
   if (!reaping) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
