@@ -151,6 +151,10 @@ else {
         `itsp load: ${kind.name}: ours ${best.ours}/s, bare ${best.bare}/s${share}, highest tried with none failed over ${seconds} s`,
       )
     }
+  } catch (err) {
+    // Asterisk's last words say why a run could not go on (a crash, a limit reached).
+    console.log(`itsp load failed: ${(err as Error).message}\nAsterisk's log ends:\n${pbx.log().slice(-4000)}`)
+    process.exitCode = 1
   } finally {
     await pbx.stop()
     await rm(dir, { recursive: true, force: true })
