@@ -1,5 +1,5 @@
 // `npm run bench -- itsp`: calls and texts at a fixed rate through the full dial plan on a real
-// Asterisk, and through a bare one (Dial(PJSIP/bob) straight away) on the same Asterisk, in the
+// Asterisk, and through a bare one (Dial(PJSIP/callee) straight away) on the same Asterisk, in the
 // same run: local phone to local phone (authenticated, every contact rung, answered, held 1 s),
 // trunk to local phone, and texts local to local. For each, the highest rate of those tried with
 // no failed call (no lost text) over BENCH_SECONDS (60). Rates tried: BENCH_RATES (100,200,300),
@@ -12,6 +12,8 @@ import { findAsterisk, freePort, startTestPbx, USERS, type TestPbx } from '../te
 import { findSipp, finalResponses, runSipp, startSipp, type SippOptions } from '../test/helpers/sipp.ts'
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 60)
+const CALLEE = '+13035550100'
+const CALLEE_PASSWORD = 'callee-pw-8u7i'
 const rates = (process.env.BENCH_RATES ?? '100,200,300').split(',').map(Number)
 
 /** The last line of a sipp -trace_stat file, by column. */
@@ -37,6 +39,8 @@ else {
   const bareTrunkPort = await freePort()
   const pbx = await startTestPbx(asterisk, {
     edit: {
+      // As shipped: the call flow on the log costs more than the calls at these rates.
+      'asterisk.conf': (doc) => setValue(doc, 'options', 'verbose', '0'),
       // Each call leg takes two ports: the shipped 100 carry about 25 calls at once.
       'rtp.conf': (doc) => {
         setValue(doc, 'general', 'rtpstart', '10000')
@@ -45,9 +49,12 @@ else {
     },
     append: {
       'extensions_local.conf':
-        `[bench_bare]\nexten => ${USERS.bob.number},1,Dial(PJSIP/bob)\n` +
-        `[bench_bare_text]\nexten => ${USERS.bob.number},1,MessageSend(pjsip:bob)\n`,
+        `[bench_bare]\nexten => ${CALLEE},1,Dial(PJSIP/callee)\n` +
+        `[bench_bare_text]\nexten => ${CALLEE},1,MessageSend(pjsip:callee)\n`,
       'pjsip_endpoint.conf':
+        // No mailbox: a call the phone can't take fails, where voicemail would answer it.
+        `[callee](w_term:test)\nhint_exten = ${CALLEE}\nendpoint/callerid = Callee <${CALLEE}>\n` +
+        `inbound_auth/username = callee\ninbound_auth/password = ${CALLEE_PASSWORD}\n\n` +
         `[alice-bare](w_term:test)\nendpoint/context = bench_bare\nendpoint/message_context = bench_bare_text\n` +
         `inbound_auth/username = alice-bare\ninbound_auth/password = ${USERS.alice.password}\n\n` +
         `[itsp:bare](w_trunk)\nremote_hosts = 127.0.0.1:${bareTrunkPort}\nendpoint/context = bench_bare\n`,
@@ -56,28 +63,29 @@ else {
   const dir = await mkdtemp(join(tmpdir(), 'pd-bench-itsp-'))
   try {
     console.log(`itsp load: ${pbx.version.split('\n')[0]}; ${seconds} s per run; rates ${rates.join(', ')}/s`)
-    const bobPort = await freePort()
+    const calleePort = await freePort()
     const reg = await runSipp(sipp.bin, {
       scenario: 'uac-register.xml',
       target: pbx.target,
-      port: bobPort,
-      auth: { user: 'bob', password: USERS.bob.password },
+      port: calleePort,
+      auth: { user: 'callee', password: CALLEE_PASSWORD },
       keys: { expires: '3600' },
     })
-    if (finalResponses(reg, 'REGISTER').at(-1) !== 200) throw new Error(`bob's phone did not register:\n${reg.summary}`)
+    if (finalResponses(reg, 'REGISTER').at(-1) !== 200)
+      throw new Error(`the callee's phone did not register:\n${reg.summary}`)
 
-    /** One run: `total` calls (or texts) at `rate`; the failed ones, and what bob's phone got. */
-    const run = async (rate: number, caller: Omit<SippOptions, 'target'>, callee: string) => {
+    /** One run: `total` calls (or texts) at `rate`; the failed ones, and what the callee's phone took. */
+    const run = async (rate: number, caller: Omit<SippOptions, 'target'>, calleeScenario: string) => {
       const total = rate * seconds
       const timeout = ['-timeout', `${seconds + 60}s`]
-      const bobStat = join(dir, `bob-${caller.scenario}-${rate}.csv`)
-      const bob = await startSipp(sipp.bin, {
-        scenario: callee,
+      const calleeStat = join(dir, `callee-${caller.scenario}-${rate}.csv`)
+      const callee = await startSipp(sipp.bin, {
+        scenario: calleeScenario,
         target: pbx.target,
-        port: bobPort,
+        port: calleePort,
         calls: total,
         trace: false,
-        args: [...timeout, '-trace_stat', '-stf', bobStat],
+        args: [...timeout, '-trace_stat', '-stf', calleeStat],
       })
       const callerStat = join(dir, `caller-${caller.scenario}-${rate}.csv`)
       await runSipp(sipp.bin, {
@@ -87,13 +95,13 @@ else {
         trace: false,
         args: [...timeout, '-r', String(rate), '-trace_stat', '-stf', callerStat],
       })
-      // What is still on its way arrives within seconds; then bob stops waiting.
-      const late = setTimeout(() => bob.stop(), 10_000)
-      await bob.done
+      // What is still on its way arrives within seconds; then the callee stops waiting.
+      const late = setTimeout(() => callee.stop(), 10_000)
+      await callee.done
       clearTimeout(late)
       await drained(pbx)
       const c = await stats(callerStat)
-      const b = await stats(bobStat).catch(() => ({}) as Record<string, string>)
+      const b = await stats(calleeStat).catch(() => ({}) as Record<string, string>)
       // A call sipp never got to make counts as failed too.
       return {
         failed: total - Number(c['SuccessfulCall(C)'] ?? 0),
@@ -109,7 +117,7 @@ else {
         caller: (bare: boolean) => ({
           scenario: 'uac-call-1s.xml',
           auth: { user: bare ? 'alice-bare' : 'alice', password: USERS.alice.password },
-          keys: { from: bare ? 'alice-bare' : 'alice', to: USERS.bob.number },
+          keys: { from: bare ? 'alice-bare' : 'alice', to: CALLEE },
         }),
       },
       {
@@ -118,7 +126,7 @@ else {
         caller: (bare: boolean) => ({
           scenario: 'uac-call-1s.xml',
           port: bare ? bareTrunkPort : pbx.trunkPort,
-          keys: { from: '+46705550199', to: USERS.bob.number },
+          keys: { from: '+46705550199', to: CALLEE },
         }),
       },
       {
@@ -127,7 +135,7 @@ else {
         caller: (bare: boolean) => ({
           scenario: 'uac-message.xml',
           auth: { user: bare ? 'alice-bare' : 'alice', password: USERS.alice.password },
-          keys: { from: bare ? 'alice-bare' : 'alice', to: USERS.bob.number, body: 'load' },
+          keys: { from: bare ? 'alice-bare' : 'alice', to: CALLEE, body: 'load' },
         }),
       },
     ]
@@ -140,7 +148,7 @@ else {
           const r = await run(rate, caller, kind.callee)
           const lost = kind.callee === 'uas-message.xml' ? r.total - r.received : 0
           console.log(
-            `  ${kind.name}, ${plan} dial plan, ${rate}/s: ${r.failed} failed, ${lost} lost of ${r.total}; bob's phone got ${r.received}`,
+            `  ${kind.name}, ${plan} dial plan, ${rate}/s: ${r.failed} failed, ${lost} lost of ${r.total}; the callee's phone took ${r.received}`,
           )
           if (r.failed || lost) break
           best[plan] = rate
