@@ -11,6 +11,13 @@ import { readSettings } from '../src/config/settings.ts'
 import { DEFAULTS_DIR } from '../src/config/seed.ts'
 import { defaultAsteriskBin } from '../scripts/asterisk-bin.ts'
 
+// `npm run bench -- itsp`: the ITSP load benchmark alone; it takes minutes, the rest seconds.
+if (process.argv[2] === 'itsp') {
+  defaultAsteriskBin()
+  await import('./itsp.ts')
+  process.exit(0)
+}
+
 function endpoints(n: number): string {
   let text =
     '[itsp:bench](w_trunk)\nremote_hosts = sip.example.com\n\n[w_term:bench](!,w_term_io)\nendpoint/set_var = TRUNK_ENDPOINT=itsp:bench\n\n'
@@ -70,3 +77,4 @@ await import('./websms.ts')
 await import('./bans.ts')
 await import('./texts.ts')
 await import('./image.ts')
+await import('./itsp.ts')

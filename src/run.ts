@@ -169,6 +169,7 @@ export async function run(opts: RunOptions): Promise<number> {
     configWatcher(settings, confDir, reloads, websms),
     certificateKeeper(certOpts, first, ownCert, asterisk),
     lazy('voicemail-mail', async () => (await import('./mail/flusher.ts')).voicemailMailService()),
+    lazy('registrations', async () => (await import('./asterisk/registrations.ts')).registrationsService()),
   ]
   if (!websms) phase('websms').info('WebSMS is off (WEBSMS_PORT is not set)')
 

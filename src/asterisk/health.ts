@@ -1,7 +1,9 @@
-// `privatedial health`: healthy when Asterisk answers its remote console and every transport the
-// config defines is up (a transport whose bind failed is missing from `pjsip show transports`).
+// `privatedial health`: healthy when Asterisk answers its remote console, every transport the
+// config defines is up (a transport whose bind failed is missing from `pjsip show transports`) and
+// every trunk that registers with its ITSP is registered (else the ITSP's calls don't arrive).
 import { errorMessage } from '../base/errors.ts'
 import { rx, type AsteriskTarget } from './process.ts'
+import { describeRegistrations, trunkRegistrations } from './registrations.ts'
 import { sections, templateResolver, type ConfDoc } from '../config/conf.ts'
 import { readConfTree } from '../config/files.ts'
 import { describeUnavailable, unavailableIpv6 } from './ipv6.ts'
@@ -40,5 +42,13 @@ export async function health(t: AsteriskTarget): Promise<{ ok: boolean; detail: 
   if (missing.length)
     return { ok: false, detail: `transport(s) not up: ${missing.join(', ')} (up: ${have.join(', ') || 'none'})` }
   const note = noIpv6 ? `; ${describeUnavailable(noIpv6)}` : ''
-  return { ok: true, detail: `Asterisk answers; transports up: ${have.join(', ')}${note}` }
+  const up = `Asterisk answers; transports up: ${have.join(', ')}${note}`
+  let regs
+  try {
+    regs = await trunkRegistrations(t.confDir, await rx(t, 'pjsip show registrations', 5000))
+  } catch (err) {
+    return { ok: false, detail: `${up}; registrations not known: ${errorMessage(err)}` }
+  }
+  if (!regs.length) return { ok: true, detail: up }
+  return { ok: regs.every((r) => r.status === 'Registered'), detail: `${up}; ${describeRegistrations(regs)}` }
 }

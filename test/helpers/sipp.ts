@@ -1,6 +1,7 @@
 // Runs sipp scenarios (test/fixtures/sipp/*.xml) as phones and trunks against the test Asterisk,
 // and hands back every SIP message each one sent and received, for the test to assert on.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -106,6 +107,10 @@ export interface SippOptions {
   timeout?: string
   /** New calls a second (sipp's -r; its default is 10). */
   rate?: number
+  /** More sipp arguments (a call rate, statistics for a benchmark). */
+  args?: string[]
+  /** Keep every message for SippResult.messages (default); a benchmark's thousands of calls don't. */
+  trace?: boolean
 }
 
 export interface SippResult {
@@ -157,6 +162,8 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     to: '',
     ...opts.keys,
   }
+  keys.ruri ??= `sip:${keys.to}@${opts.target}`
+  keys.to_uri ??= `<sip:${keys.to}@${opts.target.replace(/:\d+$/, '')}>`
   const args = [
     opts.target,
     '-sf',
@@ -178,14 +185,13 @@ export async function startSipp(bin: string, opts: SippOptions): Promise<SippRun
     opts.timeout ?? '90s',
     '-timeout_error',
     '-nostdin',
-    '-trace_msg',
-    '-message_file',
-    join(dir, 'messages.log'),
+    ...(opts.trace === false ? [] : ['-trace_msg', '-message_file', join(dir, 'messages.log')]),
     '-trace_err',
     '-error_file',
     join(dir, 'errors.log'),
     ...Object.entries(keys).flatMap(([k, v]) => ['-key', k, v]),
     ...(opts.auth ? ['-au', opts.auth.user, '-ap', opts.auth.password] : []),
+    ...(opts.args ?? []),
   ]
   const child = opts.netns
     ? spawn('ip', ['netns', 'exec', opts.netns, bin, ...args], { cwd: dir, stdio: 'ignore' })
@@ -226,6 +232,31 @@ export function finalResponses(r: SippResult, method: string): number[] {
 /** The requests of `method` received. */
 export function requests(r: SippResult, method: string): SipMessage[] {
   return r.messages.filter((m) => m.direction === 'received' && m.method === method)
+}
+
+/** The fields of a Digest challenge or answer header: realm="x", nc=00000001 ... */
+export function digestFields(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const m of (header ?? '').replace(/^Digest\s+/i, '').matchAll(/(\w+)=(?:"([^"]*)"|([^,\s]+))/g))
+    out[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? ''
+  return out
+}
+
+/**
+ * Whether `request` (received by sipp) answers the digest challenge in its Authorization or
+ * Proxy-Authorization header with `user` and `password`, by RFC 7616 (MD5 or SHA-256, qop auth
+ * or none), and with the algorithm asked for.
+ */
+export function digestAnswers(request: SipMessage, user: string, password: string, algorithm: string): boolean {
+  const f = digestFields(request.header('Authorization') ?? request.header('Proxy-Authorization'))
+  const name = { MD5: 'md5', 'SHA-256': 'sha256' }[algorithm]
+  if (!name || (f.algorithm ?? 'MD5').toUpperCase() !== algorithm) return false
+  const h = (s: string) => createHash(name).update(s).digest('hex')
+  const ha1 = h(`${user}:${f.realm}:${password}`)
+  const ha2 = h(`${request.method}:${f.uri}`)
+  const expected =
+    f.qop === 'auth' ? h(`${ha1}:${f.nonce}:${f.nc}:${f.cnonce}:auth:${ha2}`) : h(`${ha1}:${f.nonce}:${ha2}`)
+  return f.username === user && f.response === expected
 }
 
 /** Runs a scenario to its end. */
