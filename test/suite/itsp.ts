@@ -148,6 +148,21 @@ else {
     }
   })
 
+  t.test("texts to the ITSP carry the sender's number in the form the trunk asks for, as calls do", async (t) => {
+    for (const [format, port, from, password, want] of [
+      ['e164 (the default)', pbx.trunkPort, 'alice', USERS.alice.password, USERS.alice.number],
+      ['digits', formats.digits, 'user-digits', 'user-digits-pw-5t6y', '12025550200'],
+      ['national', formats.national, 'user-national', 'user-national-pw-5t6y', '02025550201'],
+    ] as const) {
+      const trunk = await start({ scenario: 'uas-message.xml', port })
+      const keys = { from, to: '0046701234567', body: `in ${format}` }
+      const r = await run({ scenario: 'uac-message.xml', port: await freePort(), auth: { user: from, password }, keys })
+      t.equal(taken(r), 202, r.summary)
+      const [message] = requests(await trunk.done, 'MESSAGE')
+      t.match(message?.header('From'), new RegExp(`<sip:${want.replace('+', '\\+')}@`), format)
+    }
+  })
+
   t.test("#31# before a number withholds the caller's number from the ITSP", async (t) => {
     const trunk = await start({ scenario: 'uas-answer.xml', port: pbx.trunkPort })
     const dialled = '%2331%230046701234567'
