@@ -41,6 +41,12 @@ else {
   t.teardown(() => pbx.stop())
   const { run, start, auth, phone, call, text } = driver(tools.sipp, pbx)
   const answered = (r: SippResult) => finalResponses(r, 'INVITE').at(-1)
+  /** Each CALLERID_FORMAT: its trunk's port, a user of that trunk, and the number the ITSP must see. */
+  const presentations = [
+    ['e164 (the default)', pbx.trunkPort, 'alice', USERS.alice.password, USERS.alice.number],
+    ['digits', formats.digits, 'user-digits', 'user-digits-pw-5t6y', '12025550200'],
+    ['national', formats.national, 'user-national', 'user-national-pw-5t6y', '02025550201'],
+  ] as const
   const taken = (r: SippResult) => finalResponses(r, 'MESSAGE').at(-1)
   const at = (number: string) => `<sip:${number}@${pbx.target}>`
   const bob = USERS.bob.number
@@ -133,11 +139,7 @@ else {
   })
 
   t.test("the ITSP sees the caller's number in the form the trunk asks for", async (t) => {
-    for (const [format, port, from, password, want] of [
-      ['e164 (the default)', pbx.trunkPort, 'alice', USERS.alice.password, USERS.alice.number],
-      ['digits', formats.digits, 'user-digits', 'user-digits-pw-5t6y', '12025550200'],
-      ['national', formats.national, 'user-national', 'user-national-pw-5t6y', '02025550201'],
-    ] as const) {
+    for (const [format, port, from, password, want] of presentations) {
       const trunk = await start({ scenario: 'uas-answer.xml', port })
       const keys = { from, to: '0046701234567' }
       const r = await run({ scenario: 'uac-call.xml', port: await freePort(), auth: { user: from, password }, keys })
@@ -149,11 +151,7 @@ else {
   })
 
   t.test("texts to the ITSP carry the sender's number in the form the trunk asks for, as calls do", async (t) => {
-    for (const [format, port, from, password, want] of [
-      ['e164 (the default)', pbx.trunkPort, 'alice', USERS.alice.password, USERS.alice.number],
-      ['digits', formats.digits, 'user-digits', 'user-digits-pw-5t6y', '12025550200'],
-      ['national', formats.national, 'user-national', 'user-national-pw-5t6y', '02025550201'],
-    ] as const) {
+    for (const [format, port, from, password, want] of presentations) {
       const trunk = await start({ scenario: 'uas-message.xml', port })
       const keys = { from, to: '0046701234567', body: `in ${format}` }
       const r = await run({ scenario: 'uac-message.xml', port: await freePort(), auth: { user: from, password }, keys })
