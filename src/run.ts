@@ -160,7 +160,8 @@ export async function run(opts: RunOptions): Promise<number> {
   // spawns before anything it does not need is even loaded; the rest follow it.
   const services: Service[] = [
     ...(websms ? [websms] : []),
-    // Asterisk, once it dropped root, must read the manager.conf the texts service writes.
+    // Asterisk, once it dropped root, must read the manager.conf the texts service writes; and
+    // stopped after Asterisk, the service still keeps the texts that arrive during its drain.
     lazy('texts', async () => (await import('./texts/service.ts')).textsService({ asteriskOwner: user })),
     asterisk,
     // Right behind Asterisk: a scanner probes from the first second.

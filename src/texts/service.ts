@@ -211,12 +211,14 @@ export function textsService(opts: TextsServiceOptions = {}): TextsService {
         )
         .then((callId) => d.contactStatus(user, uri, status, phoneKey(uri, callId)))
     })
-    ctx.asterisk.onReady(() => {
-      // A running Asterisk read manager.conf before we wrote it: it takes the new one now.
-      ctx.asterisk
+    // An Asterisk that read manager.conf before we wrote it (it starts before this service, or
+    // restarted) takes the new one now, and again after every restart.
+    const reloadManager = () =>
+      void ctx.asterisk
         .rx('module reload manager')
         .catch((err: Error) => log.error(`reloading manager.conf failed: ${err.message}`))
-    })
+    ctx.asterisk.onReady(reloadManager)
+    if (ctx.asterisk.booted()) reloadManager()
 
     const handle = async (req: IncomingMessage, res: ServerResponse) => {
       const reply = (status: number, text: string) => {
