@@ -1,6 +1,6 @@
 // Obtaining a certificate from an ACME CA (Let's Encrypt or any RFC 8555 server) with HTTP-01,
 // answered by our own listener that is open only while a challenge is pending.
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { Agent, request as httpsRequest } from 'node:https'
 import { mkdir, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../base/atomic-write.ts'
 import { wrap } from '../base/errors.ts'
 import type { Logger } from '../base/log.ts'
 import type { KeyAndCert } from './selfsigned.ts'
+import { createServer } from '../base/http.ts'
 
 export interface ExternalAccountBinding {
   kid: string

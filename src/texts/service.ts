@@ -8,7 +8,7 @@
 // every start) reports contacts as they register, answer or go away (ContactStatus); each stored
 // text goes to the user's reachable phones with MessageSend, with the time it arrived in a Date
 // header and the sender as the dial plan showed it.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { wrap } from '../base/errors.ts'
 import { openAmi, type Ami, type AmiMessage } from '../asterisk/ami.ts'
 import { newManagerAccount, writeManagerConf } from '../asterisk/manager-conf.ts'
@@ -19,6 +19,7 @@ import type { Service, ServiceContext } from '../service.ts'
 import { noticeText } from '../websms/notice.ts'
 import { createDeliverer, phoneKey, type Deliverer } from './deliver.ts'
 import { openStore, type NewText, type Store, type StoredText } from './store.ts'
+import { createServer } from '../base/http.ts'
 
 /** How long after a send a phone that proves unreachable gets the text again: OPTIONS time-out plus slack. */
 const CONFIRM_MS = 5000

@@ -8,7 +8,7 @@
 // (WEBSMS_API_PORT in extensions_local.conf); it is queued and posted to the user's ITSP. A text
 // the ITSP does not take comes back to the sender as a text saying so.
 import { stat, readFile } from 'node:fs/promises'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { readConfTree } from '../config/files.ts'
 import { ConfigError, errorMessage, wrap } from '../base/errors.ts'
@@ -27,6 +27,7 @@ import {
 } from './itsp.ts'
 import { noticeText, oneLine } from './notice.ts'
 import { openQueue, type LanePolicy, type Outcome, type Queue, type QueueItem } from './queue.ts'
+import { createServer } from '../base/http.ts'
 
 /** Largest request body either listener reads; more gets 413. */
 export const MAX_BODY_BYTES = 64 * 1024
