@@ -3,9 +3,9 @@
 // an address's threshold-crossing failure to its ban being enforced, the host process's own memory
 // (RssAnon: what `run` would carry), its event-loop delay (what supervision would wait), and the
 // phone's calls. Both modes: nftables, and Asterisk's refusal. Needs root, like the namespace tests.
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -17,6 +17,7 @@ import { setValue } from '../src/config/conf.ts'
 import { readSettings } from '../src/config/settings.ts'
 import { parseSecurityEvent } from '../src/ban/events.ts'
 import { banService } from '../src/ban/service.ts'
+import { distCli } from './dist.ts'
 import { prepareTestPbx, USERS } from '../test/helpers/asterisk.ts'
 import { makeLab, netnsUnavailable, nftUnavailable, type Lab } from '../test/helpers/netns.ts'
 import { finalResponses, findTools, runSipp } from '../test/helpers/sipp.ts'
@@ -232,11 +233,9 @@ async function floodRun(tools: Tools, mode: 'nft' | 'off') {
       edit: { 'pjsip_transport.conf': (doc) => setValue(doc, 't_wan', 'bind', '0.0.0.0:5060') },
     })
     cleanups.push(() => conf.remove())
-    // What the image runs: src/ compiled to dist/ (bench/supervise.ts builds it first).
-    const cli = new URL('../dist/cli.js', import.meta.url).pathname
-    if (!existsSync(cli)) execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
+    const cli = distCli()
     const env = {
-      PATH: process.env.PATH,
+      PATH: cli.PATH,
       LOG_LEVEL: 'info',
       ASTERISK_CONF_DIR: conf.etc,
       ASTERISK_BIN: tools.asterisk.bin,
@@ -250,7 +249,7 @@ async function floodRun(tools: Tools, mode: 'nft' | 'off') {
       // The whole flood's events stay in one file, for the latency below.
       LOG_FILE_MAX_MB: '1000',
     }
-    const proc = spawn('ip', ['netns', 'exec', lab.pbx, process.execPath, cli, 'run'], {
+    const proc = spawn('ip', ['netns', 'exec', lab.pbx, cli.file, 'run'], {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
     })
