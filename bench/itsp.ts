@@ -4,6 +4,8 @@
 // trunk to local phone, and texts local to local. For each, the highest rate of those tried with
 // no failed call (no lost text) over BENCH_SECONDS (60). Rates tried: BENCH_RATES (100,200,300),
 // upwards until one fails. At most 3 kinds x 2 dial plans x rates x (BENCH_SECONDS + ~30 s).
+// A run that leaves channels up (Asterisk past a limit, such as open files) counts as failed, with
+// Asterisk's first warning of the run, and a fresh Asterisk takes the next one.
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,11 +26,15 @@ async function stats(file: string): Promise<Record<string, string>> {
   return Object.fromEntries(names.map((n, i) => [n, last[i] ?? '']))
 }
 
-/** Until Asterisk has no channel left, so one run's calls don't weigh on the next. */
-async function drained(pbx: TestPbx): Promise<void> {
+/**
+ * Until Asterisk has no channel left, so one run's calls don't weigh on the next; or, a minute
+ * on, the channels it still holds (Asterisk past its limits keeps some for good).
+ */
+async function drained(pbx: TestPbx): Promise<string | undefined> {
+  let count = ''
   for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 500)))
-    if (/^0 active channels/m.test(await pbx.rx('core show channels count'))) return
-  throw new Error(`channels still up a minute after the run:\n${await pbx.rx('core show channels count')}`)
+    if (/^0 active channels/m.test((count = await pbx.rx('core show channels count')))) return undefined
+  return /^\d+ active channels/m.exec(count)?.[0] ?? count.trim()
 }
 
 const asterisk = findAsterisk()
@@ -37,46 +43,52 @@ if (typeof asterisk === 'string') console.log(`itsp load benchmark skipped: ${as
 else if (typeof sipp === 'string') console.log(`itsp load benchmark skipped: ${sipp}`)
 else {
   const bareTrunkPort = await freePort()
-  const pbx = await startTestPbx(asterisk, {
-    edit: {
-      // As shipped: the call flow on the log costs more than the calls at these rates.
-      'asterisk.conf': (doc) => setValue(doc, 'options', 'verbose', '0'),
-      // Each call leg takes two ports: the shipped 100 carry about 25 calls at once.
-      'rtp.conf': (doc) => {
-        setValue(doc, 'general', 'rtpstart', '10000')
-        setValue(doc, 'general', 'rtpend', '40000')
+  const calleePort = await freePort()
+  /** A fresh Asterisk with the callee's phone registered: at start, and after a run it did not survive. */
+  const boot = async () => {
+    const started = await startTestPbx(asterisk, {
+      edit: {
+        // As shipped: the call flow on the log costs more than the calls at these rates.
+        'asterisk.conf': (doc) => setValue(doc, 'options', 'verbose', '0'),
+        // Each call leg takes two ports: the shipped 100 carry about 25 calls at once.
+        'rtp.conf': (doc) => {
+          setValue(doc, 'general', 'rtpstart', '10000')
+          setValue(doc, 'general', 'rtpend', '40000')
+        },
       },
-    },
-    append: {
-      'extensions_local.conf':
-        `[bench_bare]\nexten => ${CALLEE},1,Dial(PJSIP/callee)\n` +
-        `[bench_bare_text]\nexten => ${CALLEE},1,MessageSend(pjsip:callee)\n`,
-      'pjsip_endpoint.conf':
-        // No mailbox: a call the phone can't take fails, where voicemail would answer it.
-        `[callee](w_term:test)\nhint_exten = ${CALLEE}\nendpoint/callerid = Callee <${CALLEE}>\n` +
-        `inbound_auth/username = callee\ninbound_auth/password = ${CALLEE_PASSWORD}\n\n` +
-        `[alice-bare](w_term:test)\nendpoint/context = bench_bare\nendpoint/message_context = bench_bare_text\n` +
-        `inbound_auth/username = alice-bare\ninbound_auth/password = ${USERS.alice.password}\n\n` +
-        `[itsp:bare](w_trunk)\nremote_hosts = 127.0.0.1:${bareTrunkPort}\nendpoint/context = bench_bare\n`,
-    },
-  })
-  const dir = await mkdtemp(join(tmpdir(), 'pd-bench-itsp-'))
-  try {
-    console.log(`itsp load: ${pbx.version.split('\n')[0]}; ${seconds} s per run; rates ${rates.join(', ')}/s`)
-    const calleePort = await freePort()
+      append: {
+        'extensions_local.conf':
+          `[bench_bare]\nexten => ${CALLEE},1,Dial(PJSIP/callee)\n` +
+          `[bench_bare_text]\nexten => ${CALLEE},1,MessageSend(pjsip:callee)\n`,
+        'pjsip_endpoint.conf':
+          // No mailbox: a call the phone can't take fails, where voicemail would answer it.
+          `[callee](w_term:test)\nhint_exten = ${CALLEE}\nendpoint/callerid = Callee <${CALLEE}>\n` +
+          `inbound_auth/username = callee\ninbound_auth/password = ${CALLEE_PASSWORD}\n\n` +
+          `[alice-bare](w_term:test)\nendpoint/context = bench_bare\nendpoint/message_context = bench_bare_text\n` +
+          `inbound_auth/username = alice-bare\ninbound_auth/password = ${USERS.alice.password}\n\n` +
+          `[itsp:bare](w_trunk)\nremote_hosts = 127.0.0.1:${bareTrunkPort}\nendpoint/context = bench_bare\n`,
+      },
+    })
     const reg = await runSipp(sipp.bin, {
       scenario: 'uac-register.xml',
-      target: pbx.target,
+      target: started.target,
       port: calleePort,
       auth: { user: 'callee', password: CALLEE_PASSWORD },
       keys: { expires: '3600' },
     })
-    if (finalResponses(reg, 'REGISTER').at(-1) !== 200)
-      throw new Error(`the callee's phone did not register:\n${reg.summary}`)
+    if (finalResponses(reg, 'REGISTER').at(-1) === 200) return started
+    await started.stop()
+    throw new Error(`the callee's phone did not register:\n${reg.summary}`)
+  }
+  let pbx = await boot()
+  const dir = await mkdtemp(join(tmpdir(), 'pd-bench-itsp-'))
+  try {
+    console.log(`itsp load: ${pbx.version.split('\n')[0]}; ${seconds} s per run; rates ${rates.join(', ')}/s`)
 
     /** One run: `total` calls (or texts) at `rate`; the failed ones, and what the callee's phone took. */
     const run = async (rate: number, caller: Omit<SippOptions, 'target'>, calleeScenario: string) => {
       const total = rate * seconds
+      const logFrom = pbx.log().length
       const timeout = ['-timeout', `${seconds + 60}s`]
       const calleeStat = join(dir, `callee-${caller.scenario}-${rate}.csv`)
       const callee = await startSipp(sipp.bin, {
@@ -99,7 +111,7 @@ else {
       const late = setTimeout(() => callee.stop(), 10_000)
       await callee.done
       clearTimeout(late)
-      await drained(pbx)
+      const left = await drained(pbx)
       const c = await stats(callerStat)
       const b = await stats(calleeStat).catch(() => ({}) as Record<string, string>)
       // A call sipp never got to make counts as failed too.
@@ -107,6 +119,9 @@ else {
         failed: total - Number(c['SuccessfulCall(C)'] ?? 0),
         received: Number(b['SuccessfulCall(C)'] ?? 0),
         total,
+        left,
+        // What Asterisk ran out of is in its first complaint, not in the calls' counts.
+        complaint: /(?:WARNING|ERROR)\[[^\n]*?: ([^\n]+)/.exec(pbx.log().slice(logFrom))?.[1] ?? 'none',
       }
     }
 
@@ -148,9 +163,14 @@ else {
           const r = await run(rate, caller, kind.callee)
           const lost = kind.callee === 'uas-message.xml' ? r.total - r.received : 0
           console.log(
-            `  ${kind.name}, ${plan} dial plan, ${rate}/s: ${r.failed} failed, ${lost} lost of ${r.total}; the callee's phone took ${r.received}`,
+            `  ${kind.name}, ${plan} dial plan, ${rate}/s: ${r.failed} failed, ${lost} lost of ${r.total}; the callee's phone took ${r.received}; Asterisk's first warning: ${r.complaint}`,
           )
-          if (r.failed || lost) break
+          if (r.left) {
+            console.log(`    ${r.left} a minute after the run; a fresh Asterisk goes on`)
+            await pbx.stop()
+            pbx = await boot()
+          }
+          if (r.failed || lost || r.left) break
           best[plan] = rate
         }
       }
