@@ -50,6 +50,10 @@ else {
       edit: {
         // As shipped: the call flow on the log costs more than the calls at these rates.
         'asterisk.conf': (doc) => setValue(doc, 'options', 'verbose', '0'),
+        // No texts service here: the dial plan texts the phones itself, as with the service off
+        // (a port with nobody on it would cost every text a refused connect and a WARNING).
+        // The service's own path, store then delivery, is bench/texts.ts.
+        'extensions_local.conf': (doc) => setValue(doc, 'globals', 'TEXT_STORE_PORT', ''),
         // Each call leg takes two ports: the shipped 100 carry about 25 calls at once.
         'rtp.conf': (doc) => {
           setValue(doc, 'general', 'rtpstart', '10000')
