@@ -101,7 +101,9 @@ else {
         port: calleePort,
         calls: total,
         trace: false,
-        args: [...timeout, '-trace_stat', '-stf', calleeStat],
+        // Counts written every second: a callee still waiting for what never came is stopped, and
+        // a stopped sipp writes no last line.
+        args: [...timeout, '-trace_stat', '-stf', calleeStat, '-fd', '1'],
       })
       const callerStat = join(dir, `caller-${caller.scenario}-${rate}.csv`)
       await runSipp(sipp.bin, {
